@@ -1,0 +1,41 @@
+"""The topics of SPEC §2: names, message keys and partition counts.
+
+Field-level rules live in the contracts (``expectations/``); this module only knows what a
+producer or the embedded broker needs to create the topics.
+"""
+
+from dataclasses import dataclass
+
+
+@dataclass(frozen=True)
+class Topic:
+    name: str
+    key: str
+    partitions: int
+    is_cdc: bool = False
+
+
+TOPICS: tuple[Topic, ...] = (
+    Topic("marketplace.jobs", "job_id", 3),
+    Topic("marketplace.leads", "job_id", 3),
+    Topic("marketplace.bids", "job_id", 3),
+    Topic("marketplace.offers", "job_id", 3),
+    Topic("marketplace.appointments", "job_id", 3),
+    Topic("fleet.gps", "tradesperson_id", 6),
+    Topic("payments.invoices", "job_id", 3),
+    Topic("payments.ledger", "payment_id", 3),
+    Topic("gateway.settlements", "gateway_ref", 3),
+    Topic("marketplace.reviews", "tradesperson_id", 3),
+    Topic("cdc.public.customers", "customer_id", 1, is_cdc=True),
+    Topic("cdc.public.tradespeople", "tradesperson_id", 1, is_cdc=True),
+)
+
+TOPIC_NAMES: tuple[str, ...] = tuple(t.name for t in TOPICS)
+
+
+def topic(name: str) -> Topic:
+    """Look a catalog topic up by name."""
+    for t in TOPICS:
+        if t.name == name:
+            return t
+    raise KeyError(name)

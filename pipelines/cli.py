@@ -1,0 +1,145 @@
+"""``tradelake`` command line (SPEC §5). Expected failures print one line and exit non-zero."""
+
+from __future__ import annotations
+
+import argparse
+import logging
+import sys
+from collections.abc import Sequence
+
+from pipelines.errors import TradelakeError
+from pipelines.settings import Settings
+
+log = logging.getLogger("tradelake")
+
+
+def _settings(args: argparse.Namespace) -> Settings:
+    return Settings.load(home=args.home, bootstrap_servers=args.bootstrap_servers, kafka_config=args.kafka_config)
+
+
+def cmd_broker(args: argparse.Namespace) -> int:
+    import signal
+    import threading
+
+    from pipelines import kafka
+    from pipelines.broker import EmbeddedBroker
+
+    settings = _settings(args)
+    stopped = threading.Event()
+    signal.signal(signal.SIGTERM, lambda *_: stopped.set())
+    with EmbeddedBroker(settings.home, port=args.port) as broker:
+        kafka.ensure_topics(Settings.load(home=str(settings.home), bootstrap_servers=broker.bootstrap_servers))
+        print(f"embedded Kafka broker (Tansu) listening on {broker.bootstrap_servers}", flush=True)
+        print(f"  export KAFKA_BOOTSTRAP_SERVERS={broker.bootstrap_servers}   # or run tradelake with the same home")
+        print("  memory-only storage: data lives as long as this process. Ctrl-C to stop.", flush=True)
+        try:
+            stopped.wait()
+        except KeyboardInterrupt:
+            pass
+    return 0
+
+
+def cmd_simulate(args: argparse.Namespace) -> int:
+    from pipelines.produce import simulate
+    from pipelines.simulator import SimulationConfig
+
+    report = simulate(
+        _settings(args),
+        SimulationConfig(events=args.events, seed=args.seed, malformed_rate=args.malformed_rate),
+    )
+    total = sum(report.records_per_topic.values())
+    print(f"produced {total:,} records over {len(report.records_per_topic)} topics (seed {args.seed})")
+    return 0
+
+
+def cmd_ingest(args: argparse.Namespace) -> int:
+    from pipelines.landing.ingest import ingest
+    from pipelines.summary import format_ingest
+
+    stats = ingest(_settings(args), follow=args.follow, batch_size=args.batch_size)
+    print(format_ingest(stats))
+    return 0
+
+
+def cmd_status(args: argparse.Namespace) -> int:
+    from pipelines.status import format_status, partition_status
+
+    print(format_status(partition_status(_settings(args))))
+    return 0
+
+
+def cmd_contracts_check(args: argparse.Namespace) -> int:
+    from pipelines.contracts.check import check_contracts
+
+    print(check_contracts())
+    return 0
+
+
+def cmd_demo(args: argparse.Namespace) -> int:
+    from pipelines.demo import run_demo
+
+    run_demo(_settings(args), events=args.events, seed=args.seed)
+    return 0
+
+
+def build_parser() -> argparse.ArgumentParser:
+    common = argparse.ArgumentParser(add_help=False)
+    common.add_argument("--home", help="lake directory (env TRADELAKE_HOME, default ./.tradelake)")
+    common.add_argument("--bootstrap-servers", help="Kafka bootstrap servers (env KAFKA_BOOTSTRAP_SERVERS)")
+    common.add_argument("--kafka-config", help="librdkafka properties file, e.g. from Confluent Cloud")
+    common.add_argument("-q", "--quiet", action="store_true", help="only warnings and results")
+
+    parser = argparse.ArgumentParser(prog="tradelake", description=__doc__)
+    sub = parser.add_subparsers(dest="command", required=True)
+
+    p = sub.add_parser("demo", parents=[common], help="embedded broker → simulate → land → summary")
+    p.add_argument("--events", type=int, default=300_000)
+    p.add_argument("--seed", type=int, default=42)
+    p.set_defaults(func=cmd_demo)
+
+    p = sub.add_parser("broker", parents=[common], help="run the embedded broker in the foreground")
+    p.add_argument("--port", type=int, default=9092)
+    p.set_defaults(func=cmd_broker)
+
+    p = sub.add_parser("simulate", parents=[common], help="produce realistic marketplace traffic")
+    p.add_argument("--events", type=int, default=100_000)
+    p.add_argument("--seed", type=int, default=42)
+    p.add_argument("--malformed-rate", type=float, default=0.005)
+    p.set_defaults(func=cmd_simulate)
+
+    p = sub.add_parser("ingest", parents=[common], help="land the topics as Parquet micro-batches")
+    mode = p.add_mutually_exclusive_group(required=True)
+    mode.add_argument("--once", action="store_true", help="up to the current high watermarks, then exit")
+    mode.add_argument("--follow", action="store_true", help="keep landing until SIGTERM/Ctrl-C")
+    p.add_argument("--batch-size", type=int, default=200_000, help="records per micro-batch at most")
+    p.set_defaults(func=cmd_ingest)
+
+    p = sub.add_parser("status", parents=[common], help="per topic/partition lag, quarantine, freshness")
+    p.set_defaults(func=cmd_status)
+
+    p = sub.add_parser("contracts", help="data contract tools")
+    csub = p.add_subparsers(dest="contracts_command", required=True)
+    c = csub.add_parser("check", parents=[common], help="validate the contract files themselves")
+    c.set_defaults(func=cmd_contracts_check)
+    return parser
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    handler = logging.StreamHandler(sys.stderr)
+    handler.setFormatter(logging.Formatter("%(asctime)s %(message)s", datefmt="%H:%M:%S"))
+    log.addHandler(handler)  # only tradelake's own logger: libraries keep their defaults
+    log.setLevel(logging.WARNING if args.quiet else logging.INFO)
+    log.propagate = False
+    try:
+        return args.func(args)
+    except TradelakeError as e:
+        print(f"tradelake: error: {e}", file=sys.stderr)
+        return e.exit_code
+    except KeyboardInterrupt:
+        print("tradelake: interrupted", file=sys.stderr)
+        return 130
+
+
+if __name__ == "__main__":
+    sys.exit(main())

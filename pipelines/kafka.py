@@ -1,0 +1,88 @@
+"""Kafka clients built from Settings, and the checks that turn client errors into one line."""
+
+from __future__ import annotations
+
+from confluent_kafka import Consumer, KafkaException, Producer
+from confluent_kafka.admin import AdminClient, NewTopic
+
+from pipelines.broker import registered_broker
+from pipelines.catalog import TOPICS
+from pipelines.errors import TradelakeError
+from pipelines.settings import Settings
+
+
+def bootstrap_servers(settings: Settings) -> str:
+    """The configured cluster, else the embedded broker registered under the home."""
+    if settings.bootstrap_servers:
+        return settings.bootstrap_servers
+    embedded = registered_broker(settings.home)
+    if embedded:
+        return embedded
+    raise TradelakeError(
+        "no Kafka broker: set KAFKA_BOOTSTRAP_SERVERS (or --bootstrap-servers), "
+        "or start the embedded one with 'tradelake broker'"
+    )
+
+
+def _client_config(settings: Settings, **extra: object) -> dict[str, object]:
+    conf: dict[str, object] = dict(settings.kafka_client_config(bootstrap_servers(settings)))
+    conf.update(extra)
+    return conf
+
+
+def admin(settings: Settings) -> AdminClient:
+    try:
+        return AdminClient(_client_config(settings))
+    except KafkaException as e:
+        raise TradelakeError(f"invalid Kafka configuration: {e.args[0].str()}") from None
+    except (TypeError, ValueError) as e:
+        raise TradelakeError(f"invalid Kafka configuration: {e}") from None
+
+
+def check_reachable(client: AdminClient, settings: Settings, timeout: float = 10.0) -> set[str]:
+    """Fail with one line when the cluster does not answer; return its topic names."""
+    try:
+        return set(client.list_topics(timeout=timeout).topics)
+    except KafkaException as e:
+        raise TradelakeError(
+            f"cannot reach Kafka at {bootstrap_servers(settings)}: {e.args[0].str()}"
+        ) from None
+
+
+def ensure_topics(settings: Settings) -> None:
+    """Create the catalog topics that do not exist yet (producers' side, and the demo)."""
+    client = admin(settings)
+    existing = check_reachable(client, settings)
+    missing = [NewTopic(t.name, t.partitions, 1) for t in TOPICS if t.name not in existing]
+    for name, future in client.create_topics(missing).items() if missing else ():
+        try:
+            future.result()
+        except KafkaException as e:
+            if "TOPIC_ALREADY_EXISTS" not in str(e):
+                raise TradelakeError(f"cannot create topic {name}: {e.args[0].str()}") from None
+
+
+def producer(settings: Settings) -> Producer:
+    try:
+        return Producer(_client_config(settings, **{"linger.ms": 20, "batch.num.messages": 10000}))
+    except KafkaException as e:
+        raise TradelakeError(f"invalid Kafka configuration: {e.args[0].str()}") from None
+
+
+def consumer(settings: Settings) -> Consumer:
+    """A consumer for landing: manual assignment, no auto-commit (the lake's ledger decides)."""
+    conf = _client_config(
+        settings,
+        **{
+            "group.id": settings.consumer_group,
+            "enable.auto.commit": False,
+            "enable.auto.offset.store": False,
+            "auto.offset.reset": "earliest",
+            "fetch.wait.max.ms": 10,
+            "queued.max.messages.kbytes": 65536,
+        },
+    )
+    try:
+        return Consumer(conf)
+    except KafkaException as e:
+        raise TradelakeError(f"invalid Kafka configuration: {e.args[0].str()}") from None

@@ -1,0 +1,1 @@
+"""Landing: Kafka topics to Parquet micro-batches, exactly once, routed by the contracts."""

@@ -1,0 +1,263 @@
+"""The landing loop: consume, route, write, commit — one micro-batch at a time.
+
+Exactly-once into the lake rests on three rules: (1) a batch's files are written durably
+before its manifest, (2) the manifest is the commit point, (3) on start, uncommitted files
+are deleted and consumption resumes at the offsets after the last manifest (see ledger.py).
+Memory is bounded by the batch size, whatever the backlog.
+"""
+
+from __future__ import annotations
+
+import logging
+import signal
+import time
+from collections import Counter, defaultdict
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from types import FrameType
+
+import orjson
+import pyarrow as pa
+from confluent_kafka import OFFSET_BEGINNING, Consumer, KafkaError, KafkaException, TopicPartition
+
+from pipelines import kafka
+from pipelines.catalog import TOPIC_NAMES
+from pipelines.contracts import load_contracts
+from pipelines.errors import TradelakeError
+from pipelines.landing.files import write_bytes_durably, write_parquet_durably
+from pipelines.landing.ledger import Ledger, batch_file_name
+from pipelines.landing.router import RawRecords, Routed, TopicRouter
+from pipelines.landing.validation import validation_summary
+from pipelines.progress import Progress
+from pipelines.settings import Settings
+
+log = logging.getLogger("tradelake")
+
+Position = tuple[str, int]  # (topic, partition)
+
+
+@dataclass
+class IngestStats:
+    """What a run landed, for the summary line, the demo and Dagster metadata."""
+
+    records: int = 0
+    landed: int = 0
+    quarantined: int = 0
+    tombstones: int = 0
+    batches: int = 0
+    bytes_written: int = 0
+    seconds: float = 0.0
+    per_topic: dict[str, Counter] = field(default_factory=lambda: defaultdict(Counter))
+    quarantine_rules: dict[str, Counter] = field(default_factory=lambda: defaultdict(Counter))
+    offsets: dict[Position, tuple[int, int]] = field(default_factory=dict)  # first, last landed
+
+    def rate(self) -> float:
+        return self.records / self.seconds if self.seconds else 0.0
+
+    def add(self, topic: str, records: RawRecords, routed: Routed) -> None:
+        counts = {
+            "records": len(records),
+            "landed": len(routed.landed),
+            "quarantined": len(routed.quarantined),
+            "tombstones": len(routed.tombstone_partitions),
+        }
+        self.records += counts["records"]
+        self.landed += counts["landed"]
+        self.quarantined += counts["quarantined"]
+        self.tombstones += counts["tombstones"]
+        self.per_topic[topic].update(counts)
+        for (_, rule), n in routed.failures.items():
+            self.quarantine_rules[topic][rule] += n
+
+
+class _Buffer:
+    """The records of the batch being assembled, column-wise per topic."""
+
+    def __init__(self) -> None:
+        self.topics: dict[str, RawRecords] = {}
+        self.size = 0
+
+    def add(self, topic: str, partition: int, offset: int, key, value, timestamp: int) -> None:
+        r = self.topics.get(topic)
+        if r is None:
+            r = self.topics[topic] = RawRecords([], [], [], [], [])
+        r.partitions.append(partition)
+        r.offsets.append(offset)
+        r.keys.append(key)
+        r.values.append(value)
+        r.timestamps.append(timestamp)
+        self.size += 1
+
+
+class Lander:
+    """Lands micro-batches into one lake."""
+
+    def __init__(self, settings: Settings, batch_size: int = 200_000, max_batch_seconds: float = 5.0) -> None:
+        self.settings = settings
+        self.batch_size = batch_size
+        self.max_batch_seconds = max_batch_seconds
+        self.ledger = Ledger(settings.home)
+        key = settings.personal_data_key()
+        self.contracts = load_contracts()
+        self.routers = {t: TopicRouter(tc, key) for t, tc in self.contracts.items()}
+        self.stats = IngestStats()
+
+    def run(self, follow: bool, should_stop: Callable[[], bool] = lambda: False) -> IngestStats:
+        with self.ledger.exclusive():
+            recovery = self.ledger.recover()
+            if recovery.removed_files:
+                log.info("recovery: removed %d file(s) of uncommitted batches", len(recovery.removed_files))
+            started = time.monotonic()
+            try:
+                self._consume(follow, should_stop)
+            finally:
+                self.stats.seconds = time.monotonic() - started
+            return self.stats
+
+    def _assignment(self, positions: dict[Position, int]) -> list[TopicPartition]:
+        client = kafka.admin(self.settings)
+        kafka.check_reachable(client, self.settings)
+        metadata = client.list_topics(timeout=10).topics
+        assignment = []
+        for name in TOPIC_NAMES:
+            if name not in metadata:
+                log.warning("topic %s does not exist yet; skipping it", name)
+                continue
+            for p in sorted(metadata[name].partitions):
+                assignment.append(TopicPartition(name, p, positions.get((name, p), OFFSET_BEGINNING)))
+        return assignment
+
+    def _consume(self, follow: bool, should_stop: Callable[[], bool]) -> None:
+        positions = self.ledger.next_offsets()
+        assignment = self._assignment(positions)
+        consumer = kafka.consumer(self.settings)
+        try:
+            targets = _high_watermarks(consumer, [(tp.topic, tp.partition) for tp in assignment])
+            consumer.assign(assignment)
+            consumed = {k: positions.get(k, 0) for k in targets}
+            progress = Progress("ingest")
+            buffer = _Buffer()
+            deadline = time.monotonic() + self.max_batch_seconds
+
+            def lag() -> int:
+                return sum(max(targets[k] - consumed[k], 0) for k in targets)
+
+            while not should_stop():
+                if not follow and lag() == 0:
+                    break
+                for m in consumer.consume(num_messages=10_000, timeout=0.2):
+                    err = m.error()
+                    if err is not None:
+                        if err.fatal():
+                            raise TradelakeError(f"Kafka error: {err.str()}")
+                        if err.code() != KafkaError._PARTITION_EOF:
+                            log.warning("Kafka: %s", err.str())
+                        continue
+                    topic, partition, offset = m.topic(), m.partition(), m.offset()
+                    buffer.add(topic, partition, offset, m.key(), m.value(), m.timestamp()[1])
+                    consumed[(topic, partition)] = offset + 1
+                now = time.monotonic()
+                if buffer.size and (buffer.size >= self.batch_size or now >= deadline or (not follow and lag() == 0)):
+                    self._land(buffer, consumer, positions)
+                    buffer = _Buffer()
+                if now >= deadline:
+                    deadline = now + self.max_batch_seconds
+                    if follow:
+                        targets.update(_high_watermarks(consumer, list(targets)))
+                progress.tick(self.stats.records + buffer.size, lambda: f"lag {lag():,}")
+            if buffer.size:
+                self._land(buffer, consumer, positions)
+            progress.log(self.stats.records, f"lag {lag():,}")
+        finally:
+            consumer.close()
+
+    def _land(self, buffer: _Buffer, consumer: Consumer, positions: dict[Position, int]) -> None:
+        """Write one micro-batch and commit it (see module docstring for the order)."""
+        batch_id = self.ledger.next_batch_id()
+        now = datetime.now(UTC)
+        name = batch_file_name(batch_id)
+        manifest: list[dict[str, object]] = []
+        validations = []
+        for topic, records in buffer.topics.items():
+            routed = self.routers[topic].route(records, batch_id, now)
+            for kind, table in (("landing", routed.landed), ("quarantine", routed.quarantined)):
+                if len(table):
+                    self.stats.bytes_written += write_parquet_durably(
+                        table, self.settings.home / kind / topic / name
+                    )
+            validations.append(validation_summary(self.contracts[topic], routed))
+            manifest.extend(_manifest_rows(batch_id, topic, records, routed, now))
+            self.stats.add(topic, records, routed)
+        write_bytes_durably(
+            orjson.dumps({"batch_id": batch_id, "topics": validations}, option=orjson.OPT_INDENT_2),
+            self.settings.home / "validation" / batch_file_name(batch_id, ".json"),
+        )
+        self.ledger.commit(batch_id, manifest)
+        for row in manifest:
+            key = (str(row["topic"]), int(row["partition"]))
+            positions[key] = int(row["last_offset"]) + 1
+            first = self.stats.offsets.get(key, (int(row["first_offset"]), 0))[0]
+            self.stats.offsets[key] = (first, int(row["last_offset"]))
+        self.stats.batches += 1
+        _commit_group_offsets(consumer, manifest)
+
+
+def _high_watermarks(consumer: Consumer, partitions: list[Position]) -> dict[Position, int]:
+    try:
+        return {
+            (t, p): consumer.get_watermark_offsets(TopicPartition(t, p), timeout=10)[1] for t, p in partitions
+        }
+    except KafkaException as e:
+        raise TradelakeError(f"cannot read high watermarks: {e.args[0].str()}") from None
+
+
+def _manifest_rows(
+    batch_id: int, topic: str, records: RawRecords, routed: Routed, now: datetime
+) -> list[dict[str, object]]:
+    """One ledger row per partition: offset range and how each record is represented."""
+    ranges = (
+        pa.table({"partition": records.partitions, "offset": records.offsets})
+        .group_by("partition")
+        .aggregate([("offset", "min"), ("offset", "max"), ("offset", "count")])
+    )
+    landed = Counter(routed.landed["_partition"].to_pylist())
+    quarantined = Counter(routed.quarantined["_partition"].to_pylist())
+    tombstones = Counter(routed.tombstone_partitions)
+    return [
+        {
+            "batch_id": batch_id, "topic": topic, "partition": r["partition"],
+            "first_offset": r["offset_min"], "last_offset": r["offset_max"], "records": r["offset_count"],
+            "landed": landed[r["partition"]], "quarantined": quarantined[r["partition"]],
+            "tombstones": tombstones[r["partition"]], "ingested_at": now,
+        }
+        for r in ranges.to_pylist()
+    ]
+
+
+def _commit_group_offsets(consumer: Consumer, manifest: list[dict[str, object]]) -> None:
+    """Tell the cluster too (for lag dashboards); the ledger stays the truth on restart."""
+    offsets = [TopicPartition(str(r["topic"]), int(r["partition"]), int(r["last_offset"]) + 1) for r in manifest]
+    try:
+        consumer.commit(offsets=offsets, asynchronous=False)
+    except KafkaException as e:
+        log.warning("could not commit consumer-group offsets (the lake's ledger is unaffected): %s", e)
+
+
+class _StopFlag:
+    """Set by SIGTERM/SIGINT in --follow mode: finish the current batch, then exit cleanly."""
+
+    def __init__(self) -> None:
+        self.set = False
+
+    def __call__(self, signum: int, frame: FrameType | None) -> None:
+        self.set = True
+
+
+def ingest(settings: Settings, follow: bool = False, batch_size: int = 200_000) -> IngestStats:
+    """Land every catalog topic (once: up to the high watermarks at start; follow: until signalled)."""
+    stop = _StopFlag()
+    if follow:
+        signal.signal(signal.SIGTERM, stop)
+        signal.signal(signal.SIGINT, stop)
+    return Lander(settings, batch_size=batch_size).run(follow, should_stop=lambda: stop.set)

@@ -1,0 +1,189 @@
+"""Split one topic's share of a micro-batch into landed rows, quarantined rows and tombstones.
+
+The decision is the compiled contract query (pipelines.contracts.compile); this module feeds
+it the raw records, applies the personal-data hash, and shapes the two output tables.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from datetime import datetime
+
+import duckdb
+import pyarrow as pa
+import pyarrow.compute as pc
+
+from pipelines.contracts import TopicContracts
+from pipelines.contracts.compile import routing_sql
+from pipelines.pii import hash_column, redact_raw
+
+LINEAGE_FIELDS = [
+    ("_topic", pa.string()),
+    ("_partition", pa.int32()),
+    ("_offset", pa.int64()),
+    ("_key", pa.string()),
+    ("_kafka_timestamp", pa.timestamp("ms", tz="UTC")),
+    ("_ingested_at", pa.timestamp("us", tz="UTC")),
+    ("_batch_id", pa.int64()),
+]
+
+QUARANTINE_SCHEMA = pa.schema(
+    [
+        *LINEAGE_FIELDS,
+        ("event_type", pa.string()),
+        ("schema_version", pa.int64()),
+        ("contract", pa.string()),
+        ("rules", pa.list_(pa.string())),
+        ("reason", pa.string()),
+        ("raw", pa.binary()),
+    ]
+)
+
+
+@dataclass
+class RawRecords:
+    """One topic's records of a micro-batch, column-wise, as consumed."""
+
+    partitions: list[int]
+    offsets: list[int]
+    keys: list[bytes | None]
+    values: list[bytes | None]
+    timestamps: list[int]  # ms since the epoch; negative when the broker gave none
+
+    def __len__(self) -> int:
+        return len(self.offsets)
+
+
+@dataclass
+class Routed:
+    landed: pa.Table
+    quarantined: pa.Table
+    tombstone_partitions: list[int] = field(default_factory=list)
+    rows_per_contract: dict[str | None, int] = field(default_factory=dict)
+    failures: dict[tuple[str | None, str], int] = field(default_factory=dict)
+
+
+def _utf8_text(values: pa.Array) -> tuple[pa.Array, pa.Array]:
+    """Values as text, with a flag per record; invalid UTF-8 becomes NULL, flag false."""
+    try:
+        return values.cast(pa.string()), pa.array([True] * len(values))
+    except pa.ArrowInvalid:
+        texts, ok = [], []
+        for v in values.to_pylist():
+            try:
+                texts.append(None if v is None else v.decode("utf-8"))
+                ok.append(True)
+            except UnicodeDecodeError:
+                texts.append(None)
+                ok.append(False)
+        return pa.array(texts, pa.string()), pa.array(ok)
+
+
+def _value_counts(column: pa.ChunkedArray) -> dict:
+    return {row["values"]: row["counts"] for row in pc.value_counts(column).to_pylist()}
+
+
+def _rule_counts(judged: pa.Table) -> dict[tuple[str | None, str], int]:
+    """How many rows broke each (contract, rule)."""
+    rules = judged["_rules"].combine_chunks()
+    if len(rules.values) == 0:
+        return {}
+    contract = pc.take(judged["_contract"], pc.list_parent_indices(rules))
+    pairs = pa.table({"contract": contract, "rule": rules.values}).group_by(["contract", "rule"]).aggregate(
+        [("rule", "count")]
+    )
+    return {(r["contract"], r["rule"]): r["rule_count"] for r in pairs.to_pylist()}
+
+
+class TopicRouter:
+    """Routes batches of one topic; holds the compiled query and the landed schema."""
+
+    def __init__(self, contracts: TopicContracts, pii_key: bytes) -> None:
+        self.contracts = contracts
+        self.sql = routing_sql(contracts)
+        self.columns = contracts.landed_columns()
+        self.schema = pa.schema(
+            [*LINEAGE_FIELDS, *((c.name, c.arrow_type) for c in self.columns)]
+        )
+        self.pii_columns = [c.name for c in self.columns if c.personal_data]
+        self.pii_paths = contracts.personal_data_paths()
+        self.pii_key = pii_key
+        self.con = duckdb.connect()
+
+    def route(self, records: RawRecords, batch_id: int, ingested_at: datetime) -> Routed:
+        values = pa.array(records.values, pa.binary())
+        tombstone = pc.is_null(values)
+        tombstones: list[int] = []
+        if self.contracts.is_cdc and pc.any(tombstone).as_py():
+            tombstones = pc.filter(pa.array(records.partitions), tombstone).to_pylist()
+            keep = pc.invert(tombstone)
+        else:
+            keep = None
+        text, utf8 = _utf8_text(values)
+        batch = pa.table(
+            {
+                "_topic": pa.array([self.contracts.topic] * len(values), pa.string()),
+                "_partition": pa.array(records.partitions, pa.int32()),
+                "_offset": pa.array(records.offsets, pa.int64()),
+                "_key": pa.array(
+                    [None if k is None else k.decode("utf-8", "replace") for k in records.keys], pa.string()
+                ),
+                "_kafka_timestamp": pa.array(
+                    [t if t >= 0 else None for t in records.timestamps], pa.timestamp("ms", tz="UTC")
+                ),
+                "_v": text,
+                "_utf8": utf8,
+                "_raw": values,
+            }
+        )
+        if keep is not None:
+            batch = batch.filter(keep)
+        self.con.register("batch", batch.drop_columns(["_raw"]))
+        try:
+            judged = self.con.execute(self.sql).to_arrow_table()
+        finally:
+            self.con.unregister("batch")
+        valid = pc.equal(pc.list_value_length(judged["_rules"]), 0)
+        n = len(judged)
+        stamp = {
+            "_ingested_at": pa.array([ingested_at] * n, pa.timestamp("us", tz="UTC")),
+            "_batch_id": pa.array([batch_id] * n, pa.int64()),
+        }
+        judged = judged.append_column("_ingested_at", stamp["_ingested_at"])
+        judged = judged.append_column("_batch_id", stamp["_batch_id"])
+        return Routed(
+            landed=self._landed(judged.filter(valid)),
+            quarantined=self._quarantined(judged.filter(pc.invert(valid)), batch["_raw"].filter(pc.invert(valid))),
+            tombstone_partitions=tombstones,
+            rows_per_contract=_value_counts(judged["_contract"]),
+            failures=_rule_counts(judged),
+        )
+
+    def _landed(self, rows: pa.Table) -> pa.Table:
+        for name in self.pii_columns:
+            hashed = hash_column(self.pii_key, rows[name].to_pylist())
+            rows = rows.set_column(rows.schema.get_field_index(name), name, pa.array(hashed, pa.string()))
+        return rows.select(self.schema.names).cast(self.schema)
+
+    def _quarantined(self, rows: pa.Table, raw: pa.ChunkedArray) -> pa.Table:
+        raw_values = raw.to_pylist()
+        if self.pii_paths:
+            raw_values = [None if v is None else redact_raw(v, self.pii_paths, self.pii_key) for v in raw_values]
+        contract = rows["_contract"]
+        reasons = [
+            f"{c or self.contracts.topic}: " + "; ".join(r)
+            for c, r in zip(contract.to_pylist(), rows["_rules"].to_pylist(), strict=True)
+        ]
+        has = set(rows.column_names)
+        n = len(rows)
+        return pa.table(
+            {
+                **{name: rows[name] for name, _ in LINEAGE_FIELDS},
+                "event_type": rows["event_type"] if "event_type" in has else pa.nulls(n, pa.string()),
+                "schema_version": rows["schema_version"] if "schema_version" in has else pa.nulls(n, pa.int64()),
+                "contract": contract,
+                "rules": rows["_rules"],
+                "reason": pa.array(reasons, pa.string()),
+                "raw": pa.array(raw_values, pa.binary()),
+            }
+        ).cast(QUARANTINE_SCHEMA)

@@ -1,0 +1,91 @@
+"""``tradelake status``: per topic/partition, how far the lake is behind the cluster."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from datetime import UTC, datetime
+
+from confluent_kafka import KafkaException, TopicPartition
+
+from pipelines import kafka
+from pipelines.catalog import TOPIC_NAMES
+from pipelines.landing.ledger import Ledger
+from pipelines.settings import Settings
+
+
+@dataclass
+class PartitionStatus:
+    topic: str
+    partition: int
+    high_watermark: int | None
+    landed_up_to: int  # next offset to land
+    landed: int
+    quarantined: int
+    tombstones: int
+    last_batch: int | None
+    last_ingested_at: datetime | None
+
+    @property
+    def lag(self) -> int | None:
+        return None if self.high_watermark is None else max(self.high_watermark - self.landed_up_to, 0)
+
+
+def partition_status(settings: Settings, with_broker: bool = True) -> list[PartitionStatus]:
+    """Ledger totals per partition, with the cluster's high watermarks when reachable."""
+    manifests = Ledger(settings.home).manifests()
+    totals: dict[tuple[str, int], dict] = {}
+    for r in manifests.to_pylist():
+        t = totals.setdefault(
+            (r["topic"], r["partition"]),
+            {"next": 0, "landed": 0, "quarantined": 0, "tombstones": 0, "batch": None, "at": None},
+        )
+        t["next"] = max(t["next"], r["last_offset"] + 1)
+        for k in ("landed", "quarantined", "tombstones"):
+            t[k] += r[k]
+        t["batch"] = max(t["batch"] or 0, r["batch_id"])
+        t["at"] = max(t["at"] or r["ingested_at"], r["ingested_at"])
+    watermarks: dict[tuple[str, int], int] = {}
+    if with_broker:
+        client = kafka.admin(settings)
+        metadata = client.list_topics(timeout=10).topics if kafka.check_reachable(client, settings) else {}
+        consumer = kafka.consumer(settings)
+        try:
+            for name in TOPIC_NAMES:
+                for p in sorted(metadata[name].partitions) if name in metadata else ():
+                    try:
+                        watermarks[(name, p)] = consumer.get_watermark_offsets(TopicPartition(name, p), timeout=10)[1]
+                    except KafkaException:
+                        continue
+        finally:
+            consumer.close()
+    keys = sorted(set(totals) | set(watermarks), key=lambda k: (TOPIC_NAMES.index(k[0]) if k[0] in TOPIC_NAMES else 99, k[1]))
+    empty = {"next": 0, "landed": 0, "quarantined": 0, "tombstones": 0, "batch": None, "at": None}
+    return [
+        PartitionStatus(
+            topic=k[0], partition=k[1], high_watermark=watermarks.get(k),
+            landed_up_to=totals.get(k, empty)["next"], landed=totals.get(k, empty)["landed"],
+            quarantined=totals.get(k, empty)["quarantined"], tombstones=totals.get(k, empty)["tombstones"],
+            last_batch=totals.get(k, empty)["batch"], last_ingested_at=totals.get(k, empty)["at"],
+        )
+        for k in keys
+    ]
+
+
+def format_status(rows: list[PartitionStatus], now: datetime | None = None) -> str:
+    now = now or datetime.now(UTC)
+    header = ("topic", "part", "high wm", "landed to", "lag", "landed", "quarant.", "tombst.", "batch", "freshness")
+    lines = [header]
+    for r in rows:
+        fresh = "never" if r.last_ingested_at is None else f"{(now - r.last_ingested_at).total_seconds():.0f}s ago"
+        lines.append(
+            (
+                r.topic, str(r.partition), "?" if r.high_watermark is None else f"{r.high_watermark:,}",
+                f"{r.landed_up_to:,}", "?" if r.lag is None else f"{r.lag:,}", f"{r.landed:,}",
+                f"{r.quarantined:,}", f"{r.tombstones:,}", "-" if r.last_batch is None else str(r.last_batch), fresh,
+            )
+        )
+    widths = [max(len(line[i]) for line in lines) for i in range(len(header))]
+    return "\n".join(
+        "  ".join(cell.ljust(w) if i == 0 else cell.rjust(w) for i, (cell, w) in enumerate(zip(line, widths, strict=True)))
+        for line in lines
+    )
