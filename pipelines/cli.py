@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import contextlib
 import logging
 import sys
 from collections.abc import Sequence
@@ -32,10 +33,8 @@ def cmd_broker(args: argparse.Namespace) -> int:
         print(f"embedded Kafka broker (Tansu) listening on {broker.bootstrap_servers}", flush=True)
         print(f"  export KAFKA_BOOTSTRAP_SERVERS={broker.bootstrap_servers}   # or run tradelake with the same home")
         print("  memory-only storage: data lives as long as this process. Ctrl-C to stop.", flush=True)
-        try:
+        with contextlib.suppress(KeyboardInterrupt):
             stopped.wait()
-        except KeyboardInterrupt:
-            pass
     return 0
 
 

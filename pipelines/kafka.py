@@ -44,9 +44,7 @@ def check_reachable(client: AdminClient, settings: Settings, timeout: float = 10
     try:
         return set(client.list_topics(timeout=timeout).topics)
     except KafkaException as e:
-        raise TradelakeError(
-            f"cannot reach Kafka at {bootstrap_servers(settings)}: {e.args[0].str()}"
-        ) from None
+        raise TradelakeError(f"cannot reach Kafka at {bootstrap_servers(settings)}: {e.args[0].str()}") from None
 
 
 def ensure_topics(settings: Settings) -> None:

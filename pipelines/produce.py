@@ -21,7 +21,7 @@ def simulate(settings: Settings, config: SimulationConfig) -> SimulationReport:
     producer = kafka.producer(settings)
     failures: list[str] = []
 
-    def on_delivery(err, msg) -> None:  # noqa: ANN001 - librdkafka callback signature
+    def on_delivery(err, msg) -> None:
         if err is not None:
             failures.append(f"{msg.topic()}: {err.str()}")
 

@@ -42,12 +42,7 @@ class Settings:
         home_path = Path(home or env.get("TRADELAKE_HOME") or ".tradelake").expanduser().resolve()
         config_file = kafka_config or env.get("TRADELAKE_KAFKA_CONFIG")
         properties = read_properties(Path(config_file)) if config_file else {}
-        servers = (
-            bootstrap_servers
-            or env.get("KAFKA_BOOTSTRAP_SERVERS")
-            or properties.get("bootstrap.servers")
-            or None
-        )
+        servers = bootstrap_servers or env.get("KAFKA_BOOTSTRAP_SERVERS") or properties.get("bootstrap.servers") or None
         pii = env.get("TRADELAKE_PII_KEY")
         return cls(
             home=home_path,

@@ -58,14 +58,21 @@ def partition_status(settings: Settings, with_broker: bool = True) -> list[Parti
                         continue
         finally:
             consumer.close()
-    keys = sorted(set(totals) | set(watermarks), key=lambda k: (TOPIC_NAMES.index(k[0]) if k[0] in TOPIC_NAMES else 99, k[1]))
+    keys = sorted(
+        set(totals) | set(watermarks), key=lambda k: (TOPIC_NAMES.index(k[0]) if k[0] in TOPIC_NAMES else 99, k[1])
+    )
     empty = {"next": 0, "landed": 0, "quarantined": 0, "tombstones": 0, "batch": None, "at": None}
     return [
         PartitionStatus(
-            topic=k[0], partition=k[1], high_watermark=watermarks.get(k),
-            landed_up_to=totals.get(k, empty)["next"], landed=totals.get(k, empty)["landed"],
-            quarantined=totals.get(k, empty)["quarantined"], tombstones=totals.get(k, empty)["tombstones"],
-            last_batch=totals.get(k, empty)["batch"], last_ingested_at=totals.get(k, empty)["at"],
+            topic=k[0],
+            partition=k[1],
+            high_watermark=watermarks.get(k),
+            landed_up_to=totals.get(k, empty)["next"],
+            landed=totals.get(k, empty)["landed"],
+            quarantined=totals.get(k, empty)["quarantined"],
+            tombstones=totals.get(k, empty)["tombstones"],
+            last_batch=totals.get(k, empty)["batch"],
+            last_ingested_at=totals.get(k, empty)["at"],
         )
         for k in keys
     ]
@@ -79,13 +86,22 @@ def format_status(rows: list[PartitionStatus], now: datetime | None = None) -> s
         fresh = "never" if r.last_ingested_at is None else f"{(now - r.last_ingested_at).total_seconds():.0f}s ago"
         lines.append(
             (
-                r.topic, str(r.partition), "?" if r.high_watermark is None else f"{r.high_watermark:,}",
-                f"{r.landed_up_to:,}", "?" if r.lag is None else f"{r.lag:,}", f"{r.landed:,}",
-                f"{r.quarantined:,}", f"{r.tombstones:,}", "-" if r.last_batch is None else str(r.last_batch), fresh,
+                r.topic,
+                str(r.partition),
+                "?" if r.high_watermark is None else f"{r.high_watermark:,}",
+                f"{r.landed_up_to:,}",
+                "?" if r.lag is None else f"{r.lag:,}",
+                f"{r.landed:,}",
+                f"{r.quarantined:,}",
+                f"{r.tombstones:,}",
+                "-" if r.last_batch is None else str(r.last_batch),
+                fresh,
             )
         )
     widths = [max(len(line[i]) for line in lines) for i in range(len(header))]
     return "\n".join(
-        "  ".join(cell.ljust(w) if i == 0 else cell.rjust(w) for i, (cell, w) in enumerate(zip(line, widths, strict=True)))
+        "  ".join(
+            cell.ljust(w) if i == 0 else cell.rjust(w) for i, (cell, w) in enumerate(zip(line, widths, strict=True))
+        )
         for line in lines
     )

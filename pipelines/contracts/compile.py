@@ -91,8 +91,8 @@ def _violation(e: Mapping[str, Any], scope: _Scope, where: str) -> str:
     if kind == "expect_column_values_to_not_be_null":
         return f"NOT {scope.present(col, where)}"
     if kind == "expect_column_values_to_be_in_type_list":
-        accepted = sorted({t for name in kw["type_list"] for t in JSON_TYPES[name]})
-        return f"({scope.present(col, where)} AND {scope.json_type(col, where)} NOT IN ({', '.join(map(sql_str, accepted))}))"
+        accepted = ", ".join(sql_str(t) for t in sorted({t for name in kw["type_list"] for t in JSON_TYPES[name]}))
+        return f"({scope.present(col, where)} AND {scope.json_type(col, where)} NOT IN ({accepted}))"
     value = scope.value(col, where)
     if kind == "expect_column_values_to_be_in_set":
         members = ", ".join(_literal(v) for v in kw["value_set"])
@@ -115,7 +115,7 @@ def _condition(e: Mapping[str, Any], scope: _Scope, where: str) -> str | None:
         return None
     m = _ROW_CONDITION.match(condition)
     if not m:
-        raise TradelakeError(f"{where}: row_condition {condition!r} is not of the form column==\"value\"")
+        raise TradelakeError(f'{where}: row_condition {condition!r} is not of the form column=="value"')
     path, op, literal = m.groups()
     value = scope.value(path, where)
     return f"({value} = {sql_str(literal)})" if op == "==" else f"({value} IS DISTINCT FROM {sql_str(literal)})"
@@ -190,9 +190,9 @@ WITH base AS (
 ), typed AS (
     SELECT *, {types} FROM fields
 ), valued AS (
-    SELECT *, {', '.join(values)} FROM typed
+    SELECT *, {", ".join(values)} FROM typed
 )
-SELECT {', '.join(LINEAGE)}, _v, {landed},
+SELECT {", ".join(LINEAGE)}, _v, {landed},
        {rules} AS _rules,
        {judged_by} AS _contract
 FROM valued

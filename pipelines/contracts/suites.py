@@ -152,7 +152,7 @@ def _load_suite(path: Path) -> Contract:
         suite = json.loads(path.read_text())
         meta = suite["meta"]
         for field in ("topic", "event_type", "schema_version"):
-            meta[field]  # noqa: B018 - presence check
+            meta[field]
         for e in suite["expectations"]:
             if not e.get("meta", {}).get("rule"):
                 raise TradelakeError(f"{path}: expectation {e.get('type')} has no meta.rule")
@@ -165,10 +165,7 @@ def _group(contracts: Iterable[Contract]) -> dict[str, TopicContracts]:
     by_topic: dict[str, list[Contract]] = {}
     for c in contracts:
         by_topic.setdefault(c.topic, []).append(c)
-    return {
-        t.name: TopicContracts(t.name, t.is_cdc, tuple(by_topic.get(t.name, ())))
-        for t in TOPICS
-    }
+    return {t.name: TopicContracts(t.name, t.is_cdc, tuple(by_topic.get(t.name, ()))) for t in TOPICS}
 
 
 @cache

@@ -134,6 +134,7 @@ class Lander:
         consumer = kafka.consumer(self.settings)
         try:
             targets = _high_watermarks(consumer, [(tp.topic, tp.partition) for tp in assignment])
+            _check_same_cluster(self.settings, positions, targets)
             consumer.assign(assignment)
             consumed = {k: positions.get(k, 0) for k in targets}
             progress = Progress("ingest")
@@ -183,9 +184,7 @@ class Lander:
             routed = self.routers[topic].route(records, batch_id, now)
             for kind, table in (("landing", routed.landed), ("quarantine", routed.quarantined)):
                 if len(table):
-                    self.stats.bytes_written += write_parquet_durably(
-                        table, self.settings.home / kind / topic / name
-                    )
+                    self.stats.bytes_written += write_parquet_durably(table, self.settings.home / kind / topic / name)
             validations.append(validation_summary(self.contracts[topic], routed))
             manifest.extend(_manifest_rows(batch_id, topic, records, routed, now))
             self.stats.add(topic, records, routed)
@@ -205,11 +204,24 @@ class Lander:
 
 def _high_watermarks(consumer: Consumer, partitions: list[Position]) -> dict[Position, int]:
     try:
-        return {
-            (t, p): consumer.get_watermark_offsets(TopicPartition(t, p), timeout=10)[1] for t, p in partitions
-        }
+        return {(t, p): consumer.get_watermark_offsets(TopicPartition(t, p), timeout=10)[1] for t, p in partitions}
     except KafkaException as e:
         raise TradelakeError(f"cannot read high watermarks: {e.args[0].str()}") from None
+
+
+def _check_same_cluster(settings: Settings, positions: dict[Position, int], targets: dict[Position, int]) -> None:
+    """Refuse a lake that has landed past the cluster's end: it was fed by another cluster.
+
+    The embedded broker forgets its data when it stops; resuming an old lake against a new
+    broker would silently skip the new broker's first records.
+    """
+    for key, landed_to in positions.items():
+        if key in targets and landed_to > targets[key]:
+            raise TradelakeError(
+                f"the lake at {settings.home} has landed {key[0]}[{key[1]}] up to offset {landed_to:,} but the "
+                f"broker's high watermark is {targets[key]:,}: this lake was fed by another cluster "
+                "(the embedded broker keeps data in memory only); use another TRADELAKE_HOME"
+            )
 
 
 def _manifest_rows(
@@ -226,10 +238,16 @@ def _manifest_rows(
     tombstones = Counter(routed.tombstone_partitions)
     return [
         {
-            "batch_id": batch_id, "topic": topic, "partition": r["partition"],
-            "first_offset": r["offset_min"], "last_offset": r["offset_max"], "records": r["offset_count"],
-            "landed": landed[r["partition"]], "quarantined": quarantined[r["partition"]],
-            "tombstones": tombstones[r["partition"]], "ingested_at": now,
+            "batch_id": batch_id,
+            "topic": topic,
+            "partition": r["partition"],
+            "first_offset": r["offset_min"],
+            "last_offset": r["offset_max"],
+            "records": r["offset_count"],
+            "landed": landed[r["partition"]],
+            "quarantined": quarantined[r["partition"]],
+            "tombstones": tombstones[r["partition"]],
+            "ingested_at": now,
         }
         for r in ranges.to_pylist()
     ]

@@ -92,7 +92,9 @@ class Ledger:
         table = self.manifests()
         positions: dict[tuple[str, int], int] = {}
         for topic, partition, last in zip(
-            table["topic"].to_pylist(), table["partition"].to_pylist(), table["last_offset"].to_pylist(),
+            table["topic"].to_pylist(),
+            table["partition"].to_pylist(),
+            table["last_offset"].to_pylist(),
             strict=True,
         ):
             positions[(topic, partition)] = max(positions.get((topic, partition), 0), last + 1)
@@ -103,9 +105,7 @@ class Ledger:
 
     def commit(self, batch_id: int, rows: list[dict[str, object]]) -> None:
         """Make a batch durable and visible: the manifest's rename is the commit point."""
-        write_parquet_durably(
-            pa.Table.from_pylist(rows, schema=MANIFEST_SCHEMA), self.dir / batch_file_name(batch_id)
-        )
+        write_parquet_durably(pa.Table.from_pylist(rows, schema=MANIFEST_SCHEMA), self.dir / batch_file_name(batch_id))
 
     @contextlib.contextmanager
     def exclusive(self) -> Iterator[None]:

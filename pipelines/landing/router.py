@@ -89,8 +89,10 @@ def _rule_counts(judged: pa.Table) -> dict[tuple[str | None, str], int]:
     if len(rules.values) == 0:
         return {}
     contract = pc.take(judged["_contract"], pc.list_parent_indices(rules))
-    pairs = pa.table({"contract": contract, "rule": rules.values}).group_by(["contract", "rule"]).aggregate(
-        [("rule", "count")]
+    pairs = (
+        pa.table({"contract": contract, "rule": rules.values})
+        .group_by(["contract", "rule"])
+        .aggregate([("rule", "count")])
     )
     return {(r["contract"], r["rule"]): r["rule_count"] for r in pairs.to_pylist()}
 
@@ -102,9 +104,7 @@ class TopicRouter:
         self.contracts = contracts
         self.sql = routing_sql(contracts)
         self.columns = contracts.landed_columns()
-        self.schema = pa.schema(
-            [*LINEAGE_FIELDS, *((c.name, c.arrow_type) for c in self.columns)]
-        )
+        self.schema = pa.schema([*LINEAGE_FIELDS, *((c.name, c.arrow_type) for c in self.columns)])
         self.pii_columns = [c.name for c in self.columns if c.personal_data]
         self.pii_paths = contracts.personal_data_paths()
         self.pii_key = pii_key
