@@ -67,7 +67,7 @@ def producer(settings: Settings) -> Producer:
         raise TradelakeError(f"invalid Kafka configuration: {e.args[0].str()}") from None
 
 
-def consumer(settings: Settings) -> Consumer:
+def consumer(settings: Settings, **overrides: object) -> Consumer:
     """A consumer for landing: manual assignment, no auto-commit (the lake's ledger decides)."""
     conf = _client_config(
         settings,
@@ -78,6 +78,7 @@ def consumer(settings: Settings) -> Consumer:
             "auto.offset.reset": "earliest",
             "fetch.wait.max.ms": 10,
             "queued.max.messages.kbytes": 65536,
+            **overrides,
         },
     )
     try:

@@ -5,12 +5,11 @@ from __future__ import annotations
 from dataclasses import dataclass
 from datetime import UTC, datetime
 
-from confluent_kafka import KafkaException, TopicPartition
-
 from pipelines import kafka
 from pipelines.catalog import TOPIC_NAMES
 from pipelines.landing.ledger import Ledger
 from pipelines.settings import Settings
+from pipelines.watermarks import high_watermarks
 
 
 @dataclass
@@ -47,17 +46,10 @@ def partition_status(settings: Settings, with_broker: bool = True) -> list[Parti
     watermarks: dict[tuple[str, int], int] = {}
     if with_broker:
         client = kafka.admin(settings)
-        metadata = client.list_topics(timeout=10).topics if kafka.check_reachable(client, settings) else {}
-        consumer = kafka.consumer(settings)
-        try:
-            for name in TOPIC_NAMES:
-                for p in sorted(metadata[name].partitions) if name in metadata else ():
-                    try:
-                        watermarks[(name, p)] = consumer.get_watermark_offsets(TopicPartition(name, p), timeout=10)[1]
-                    except KafkaException:
-                        continue
-        finally:
-            consumer.close()
+        kafka.check_reachable(client, settings)
+        metadata = client.list_topics(timeout=10).topics
+        partitions = [(name, p) for name in TOPIC_NAMES if name in metadata for p in metadata[name].partitions]
+        watermarks = high_watermarks(settings, partitions)
     keys = sorted(
         set(totals) | set(watermarks), key=lambda k: (TOPIC_NAMES.index(k[0]) if k[0] in TOPIC_NAMES else 99, k[1])
     )

@@ -31,10 +31,9 @@ from pipelines.landing.router import RawRecords, Routed, TopicRouter
 from pipelines.landing.validation import validation_summary
 from pipelines.progress import Progress
 from pipelines.settings import Settings
+from pipelines.watermarks import Position, high_watermarks
 
 log = logging.getLogger("tradelake")
-
-Position = tuple[str, int]  # (topic, partition)
 
 
 @dataclass
@@ -133,7 +132,7 @@ class Lander:
         assignment = self._assignment(positions)
         consumer = kafka.consumer(self.settings)
         try:
-            targets = _high_watermarks(consumer, [(tp.topic, tp.partition) for tp in assignment])
+            targets = high_watermarks(self.settings, [(tp.topic, tp.partition) for tp in assignment])
             _check_same_cluster(self.settings, positions, targets)
             consumer.assign(assignment)
             consumed = {k: positions.get(k, 0) for k in targets}
@@ -165,7 +164,7 @@ class Lander:
                 if now >= deadline:
                     deadline = now + self.max_batch_seconds
                     if follow:
-                        targets.update(_high_watermarks(consumer, list(targets)))
+                        targets.update(_fetched_high_watermarks(consumer, targets))
                 progress.tick(self.stats.records + buffer.size, lambda: f"lag {lag():,}")
             if buffer.size:
                 self._land(buffer, consumer, positions)
@@ -202,11 +201,14 @@ class Lander:
         _commit_group_offsets(consumer, manifest)
 
 
-def _high_watermarks(consumer: Consumer, partitions: list[Position]) -> dict[Position, int]:
-    try:
-        return {(t, p): consumer.get_watermark_offsets(TopicPartition(t, p), timeout=10)[1] for t, p in partitions}
-    except KafkaException as e:
-        raise TradelakeError(f"cannot read high watermarks: {e.args[0].str()}") from None
+def _fetched_high_watermarks(consumer: Consumer, targets: dict[Position, int]) -> dict[Position, int]:
+    """The high watermarks the last fetch responses carried (no broker round trip)."""
+    fresh = {}
+    for t, p in targets:
+        hi = consumer.get_watermark_offsets(TopicPartition(t, p), cached=True)[1]
+        if hi >= 0:
+            fresh[(t, p)] = hi
+    return fresh
 
 
 def _check_same_cluster(settings: Settings, positions: dict[Position, int], targets: dict[Position, int]) -> None:
