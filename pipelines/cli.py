@@ -87,6 +87,7 @@ def build_parser() -> argparse.ArgumentParser:
     common.add_argument("--bootstrap-servers", help="Kafka bootstrap servers (env KAFKA_BOOTSTRAP_SERVERS)")
     common.add_argument("--kafka-config", help="librdkafka properties file, e.g. from Confluent Cloud")
     common.add_argument("-q", "--quiet", action="store_true", help="only warnings and results")
+    common.add_argument("-v", "--verbose", action="store_true", help="also show the Kafka client's own log")
 
     parser = argparse.ArgumentParser(prog="tradelake", description=__doc__)
     sub = parser.add_subparsers(dest="command", required=True)
@@ -130,6 +131,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     log.addHandler(handler)  # only tradelake's own logger: libraries keep their defaults
     log.setLevel(logging.WARNING if args.quiet else logging.INFO)
     log.propagate = False
+    logging.getLogger("tradelake.librdkafka").setLevel(logging.DEBUG if getattr(args, "verbose", False) else 100)
     try:
         return args.func(args)
     except TradelakeError as e:

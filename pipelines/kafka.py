@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import logging
+
 from confluent_kafka import Consumer, KafkaException, Producer
 from confluent_kafka.admin import AdminClient, NewTopic
 
@@ -24,8 +26,14 @@ def bootstrap_servers(settings: Settings) -> str:
     )
 
 
+# librdkafka's own log lines (connection refused, retries…) go here instead of raw stderr, so
+# that an expected failure reads as one line; ``tradelake -v`` shows them.
+LIBRDKAFKA_LOG = logging.getLogger("tradelake.librdkafka")
+
+
 def _client_config(settings: Settings, **extra: object) -> dict[str, object]:
     conf: dict[str, object] = dict(settings.kafka_client_config(bootstrap_servers(settings)))
+    conf["logger"] = LIBRDKAFKA_LOG
     conf.update(extra)
     return conf
 
@@ -39,7 +47,7 @@ def admin(settings: Settings) -> AdminClient:
         raise TradelakeError(f"invalid Kafka configuration: {e}") from None
 
 
-def check_reachable(client: AdminClient, settings: Settings, timeout: float = 10.0) -> set[str]:
+def check_reachable(client: AdminClient, settings: Settings, timeout: float = 8.0) -> set[str]:
     """Fail with one line when the cluster does not answer; return its topic names."""
     try:
         return set(client.list_topics(timeout=timeout).topics)

@@ -27,7 +27,7 @@ from pipelines.contracts import load_contracts
 from pipelines.errors import TradelakeError
 from pipelines.landing.files import write_bytes_durably, write_parquet_durably
 from pipelines.landing.ledger import Ledger, batch_file_name
-from pipelines.landing.router import RawRecords, Routed, TopicRouter
+from pipelines.landing.router import QUARANTINE_SCHEMA, RawRecords, Routed, TopicRouter
 from pipelines.landing.validation import validation_summary
 from pipelines.progress import Progress
 from pipelines.settings import Settings
@@ -107,6 +107,12 @@ class Lander:
             recovery = self.ledger.recover()
             if recovery.removed_files:
                 log.info("recovery: removed %d file(s) of uncommitted batches", len(recovery.removed_files))
+            self.ledger.write_schema_batch(
+                {
+                    "landing": {t: r.schema for t, r in self.routers.items()},
+                    "quarantine": {t: QUARANTINE_SCHEMA for t in self.routers},
+                }
+            )
             started = time.monotonic()
             try:
                 self._consume(follow, should_stop)

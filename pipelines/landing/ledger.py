@@ -23,6 +23,9 @@ from pipelines.errors import TradelakeError
 from pipelines.landing.files import TMP_SUFFIX, write_parquet_durably
 
 LEDGER_DIR = "_ledger"
+# Batch 0 holds no records: one empty file per topic with the current landed schema, so that
+# readers (dbt sources) always find a file with every column, even before data arrives.
+SCHEMA_BATCH = 0
 DATA_DIRS = ("landing", "quarantine", "validation")
 
 MANIFEST_SCHEMA = pa.schema(
@@ -69,9 +72,16 @@ class Ledger:
         return pa.concat_tables(pq.read_table(f, schema=MANIFEST_SCHEMA) for f in files)
 
     def committed_batch_ids(self) -> set[int]:
+        """Batches with a manifest, plus the schema batch, which needs none."""
         if not self.dir.is_dir():
-            return set()
-        return {b for f in self.dir.glob("*.parquet") if (b := _batch_id_of(f)) is not None}
+            return {SCHEMA_BATCH}
+        return {SCHEMA_BATCH} | {b for f in self.dir.glob("*.parquet") if (b := _batch_id_of(f)) is not None}
+
+    def write_schema_batch(self, schemas: dict[str, dict[str, pa.Schema]]) -> None:
+        """(Re)write batch 0: for each {kind: {topic: schema}}, an empty file of that schema."""
+        for kind, by_topic in schemas.items():
+            for topic, schema in by_topic.items():
+                write_parquet_durably(schema.empty_table(), self.home / kind / topic / batch_file_name(SCHEMA_BATCH))
 
     def recover(self) -> RecoveryReport:
         """Delete what a crash left behind: temp files and files of uncommitted batches."""
