@@ -74,6 +74,14 @@ def cmd_contracts_check(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_contracts_docs(args: argparse.Namespace) -> int:
+    from pipelines.contracts.docs import build_contract_docs
+
+    index = build_contract_docs(_settings(args).home / "docs" / "contracts")
+    print(f"contract docs: {index.as_uri()}")
+    return 0
+
+
 def cmd_demo(args: argparse.Namespace) -> int:
     from pipelines.demo import run_demo
 
@@ -121,6 +129,8 @@ def build_parser() -> argparse.ArgumentParser:
     csub = p.add_subparsers(dest="contracts_command", required=True)
     c = csub.add_parser("check", parents=[common], help="validate the contract files themselves")
     c.set_defaults(func=cmd_contracts_check)
+    c = csub.add_parser("docs", parents=[common], help="render GX Data Docs of the contracts under $TRADELAKE_HOME")
+    c.set_defaults(func=cmd_contracts_docs)
     return parser
 
 

@@ -35,6 +35,9 @@ def check_contracts(directory: Path | None = None) -> str:
                 gx.ExpectationSuite(**contract.suite)
             except Exception as e:  # GX raises many types; any of them means "not loadable"
                 problems.append(f"{contract.path}: GX cannot load it: {e}")
+            expected_name = f"{contract.topic}__{contract.event_type}.v{contract.schema_version}"
+            if contract.name != expected_name:
+                problems.append(f"{contract.path}: suite name should be {expected_name!r} (GX Data Docs paths)")
             rules = [e["meta"]["rule"] for e in contract.expectations]
             if dupes := sorted({r for r in rules if rules.count(r) > 1}):
                 problems.append(f"{contract.path}: duplicate rule names {dupes}")

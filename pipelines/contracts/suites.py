@@ -168,10 +168,13 @@ def _group(contracts: Iterable[Contract]) -> dict[str, TopicContracts]:
     return {t.name: TopicContracts(t.name, t.is_cdc, tuple(by_topic.get(t.name, ()))) for t in TOPICS}
 
 
-@cache
 def load_contracts(directory: Path | None = None) -> dict[str, TopicContracts]:
     """Every catalog topic's contracts, read from ``directory`` (default: expectations/)."""
-    root = directory or default_contracts_dir()
+    return _load_contracts((directory or default_contracts_dir()).resolve())
+
+
+@cache
+def _load_contracts(root: Path) -> dict[str, TopicContracts]:
     if not root.is_dir():
         raise TradelakeError(f"contracts directory {root} does not exist")
     return _group(_load_suite(p) for p in sorted(root.glob("*/*.json")))
