@@ -32,9 +32,7 @@ CASES = {  # payload -> the rule its quarantine row must name
     b"": "value is valid JSON",
     b"[1, 2, 3]": "value is a JSON object",
     orjson.dumps({k: v for k, v in GOOD_JOB.items() if k != "event_id"}): "event_id is required",
-    orjson.dumps(
-        GOOD_JOB | {"schema_version": "1"}
-    ): NO_DISPATCH,
+    orjson.dumps(GOOD_JOB | {"schema_version": "1"}): NO_DISPATCH,
     orjson.dumps(GOOD_JOB | {"event_type": "job.exploded"}): "no contract for job.exploded v1",
     orjson.dumps(GOOD_JOB | {"schema_version": 9}): "no contract for job.posted v9",
     orjson.dumps(GOOD_JOB | {"event_id": "not-a-uuid"}): "event_id is a UUID",
