@@ -6,11 +6,11 @@ from pathlib import Path
 
 import duckdb
 import pyarrow.parquet as pq
-from pipelines.simulator import SimulationConfig
 
 from pipelines.catalog import TOPIC_NAMES
 from pipelines.landing.router import LINEAGE_FIELDS
 from pipelines.produce import simulate
+from pipelines.simulator import SimulationConfig
 from tests.conftest import run_cli
 from tests.e2e.lake_checks import assert_exactly_once
 

@@ -1,0 +1,32 @@
+with
+
+source as (
+
+    select * from {{ source('marketplace', 'leads') }}
+
+),
+
+renamed as (
+
+    select
+        -- event
+        event_id,
+        event_type,
+        {{ parse_timestamp('event_time') }} as event_time,
+        schema_version,
+        producer,
+
+        -- lead
+        lead_id,
+        job_id,
+        tradesperson_id,
+
+        -- lineage
+        {{ lineage_columns() }}
+
+    from source
+    {{ first_delivery('event_id') }}
+
+)
+
+select * from renamed
