@@ -60,6 +60,14 @@ def cmd_ingest(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_build(args: argparse.Namespace) -> int:
+    from pipelines.build import build
+
+    result = build(_settings(args), select=args.select, full_refresh=args.full_refresh)
+    print(result.summary())
+    return 0
+
+
 def cmd_status(args: argparse.Namespace) -> int:
     from pipelines.status import format_status, partition_status
 
@@ -121,6 +129,11 @@ def build_parser() -> argparse.ArgumentParser:
     mode.add_argument("--follow", action="store_true", help="keep landing until SIGTERM/Ctrl-C")
     p.add_argument("--batch-size", type=int, default=200_000, help="records per micro-batch at most")
     p.set_defaults(func=cmd_ingest)
+
+    p = sub.add_parser("build", parents=[common], help="validate and build the dbt models (dbt build)")
+    p.add_argument("--select", help="dbt selection, e.g. 'marts.finance+'")
+    p.add_argument("--full-refresh", action="store_true", help="rebuild incremental models from scratch")
+    p.set_defaults(func=cmd_build)
 
     p = sub.add_parser("status", parents=[common], help="per topic/partition lag, quarantine, freshness")
     p.set_defaults(func=cmd_status)

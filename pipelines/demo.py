@@ -7,6 +7,7 @@ import shutil
 from dataclasses import replace
 
 from pipelines.broker import EmbeddedBroker
+from pipelines.build import build, headline
 from pipelines.landing.ingest import Lander
 from pipelines.landing.ledger import DATA_DIRS, LEDGER_DIR
 from pipelines.produce import simulate
@@ -40,16 +41,21 @@ def _run(settings: Settings, events: int, seed: int) -> None:
     report = simulate(settings, SimulationConfig(events=events, seed=seed))
     log.info("demo: landing every topic up to its high watermark")
     stats = Lander(settings).run(follow=False)
+    log.info("demo: validating and building the dbt models (dbt build)")
+    built = build(settings)
     print()
     print(f"produced {sum(report.records_per_topic.values()):,} records; " + format_ingest(stats))
+    print()
+    print(built.summary())
+    print()
+    print(headline(settings))
     print()
     print(f"lake: {settings.home}")
     print("  landing/<topic>/*.parquet     valid records with lineage columns")
     print("  quarantine/<topic>/*.parquet  rejected records, redacted raw bytes and the rule broken")
     print("  _ledger/*.parquet             one manifest per micro-batch: offsets and counts")
+    print("  warehouse.duckdb              the marts: schemas pricing, rankings, finance, audit")
     print()
-    print("next: explore with DuckDB, e.g.")
-    print(
-        f'  .venv/bin/python -c "import duckdb; print(duckdb.sql(\\"select trade, count(*) from '
-        f"'{settings.home}/landing/marketplace.jobs/*.parquet' group by 1\\\"))\""
-    )
+    print("next:")
+    print(f"  TRADELAKE_HOME={settings.home} .venv/bin/tradelake status")
+    print(f"  duckdb -readonly {settings.home}/warehouse.duckdb   (or the notebooks in notebooks/)")

@@ -20,8 +20,9 @@ def format_ingest(stats: IngestStats) -> str:
                 f"{c['tombstones']:>8,}"
             )
     if stats.quarantine_rules:
-        lines.append("  quarantined by rule:")
+        lines.append("  quarantined by rule (top 3 per topic; every rule in quarantine/ and audit.quarantine):")
         for topic, rules in sorted(stats.quarantine_rules.items()):
-            for rule, n in rules.most_common():
-                lines.append(f"    {topic}: {rule} × {n:,}")
+            top = ", ".join(f"{rule} ×{n:,}" for rule, n in rules.most_common(3))
+            more = f" (+{len(rules) - 3} more rules)" if len(rules) > 3 else ""
+            lines.append(f"    {topic}: {top}{more}")
     return "\n".join(lines)

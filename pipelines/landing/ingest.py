@@ -9,7 +9,9 @@ Memory is bounded by the batch size, whatever the backlog.
 from __future__ import annotations
 
 import logging
+import queue
 import signal
+import threading
 import time
 from collections import Counter, defaultdict
 from collections.abc import Callable
@@ -89,6 +91,43 @@ class _Buffer:
         self.size += 1
 
 
+class _LandingWorker(threading.Thread):
+    """Lands batches in order, one at a time, while the caller consumes the next one.
+
+    Routing (DuckDB), Arrow and Parquet writes release the GIL, so landing batch n overlaps
+    consuming batch n+1 on the second core. The queue holds one batch: memory stays bounded
+    at two batches, and commits stay strictly ordered because only this thread commits.
+    """
+
+    def __init__(self, land: Callable[[_Buffer], None]) -> None:
+        super().__init__(name="tradelake-lander", daemon=True)
+        self.land = land
+        self.queue: queue.Queue[_Buffer | None] = queue.Queue(maxsize=1)
+        self.error: BaseException | None = None
+
+    def run(self) -> None:
+        while (buffer := self.queue.get()) is not None:
+            if self.error is None:
+                try:
+                    self.land(buffer)
+                except BaseException as e:  # handed to the consuming thread, which re-raises it
+                    self.error = e
+
+    def submit(self, buffer: _Buffer) -> None:
+        self.raise_if_failed()
+        self.queue.put(buffer)
+
+    def finish(self) -> None:
+        """Land what was submitted (a batch in flight is completed, never abandoned), then stop."""
+        if self.is_alive():
+            self.queue.put(None)
+            self.join()
+
+    def raise_if_failed(self) -> None:
+        if self.error is not None:
+            raise self.error
+
+
 class Lander:
     """Lands micro-batches into one lake."""
 
@@ -137,6 +176,9 @@ class Lander:
         positions = self.ledger.next_offsets()
         assignment = self._assignment(positions)
         consumer = kafka.consumer(self.settings)
+        self.next_batch_id = self.ledger.next_batch_id()
+        worker = _LandingWorker(lambda buffer: self._land(buffer, consumer, positions))
+        worker.start()
         try:
             targets = high_watermarks(self.settings, [(tp.topic, tp.partition) for tp in assignment])
             _check_same_cluster(self.settings, positions, targets)
@@ -165,7 +207,7 @@ class Lander:
                     consumed[(topic, partition)] = offset + 1
                 now = time.monotonic()
                 if buffer.size and (buffer.size >= self.batch_size or now >= deadline or (not follow and lag() == 0)):
-                    self._land(buffer, consumer, positions)
+                    worker.submit(buffer)
                     buffer = _Buffer()
                 if now >= deadline:
                     deadline = now + self.max_batch_seconds
@@ -173,14 +215,18 @@ class Lander:
                         targets.update(_fetched_high_watermarks(consumer, targets))
                 progress.tick(self.stats.records + buffer.size, lambda: f"lag {lag():,}")
             if buffer.size:
-                self._land(buffer, consumer, positions)
+                worker.submit(buffer)
+            worker.finish()
+            worker.raise_if_failed()
             progress.log(self.stats.records, f"lag {lag():,}")
         finally:
+            worker.finish()
             consumer.close()
 
     def _land(self, buffer: _Buffer, consumer: Consumer, positions: dict[Position, int]) -> None:
         """Write one micro-batch and commit it (see module docstring for the order)."""
-        batch_id = self.ledger.next_batch_id()
+        batch_id = self.next_batch_id
+        self.next_batch_id += 1
         now = datetime.now(UTC)
         name = batch_file_name(batch_id)
         manifest: list[dict[str, object]] = []

@@ -63,20 +63,40 @@ class Routed:
     failures: dict[tuple[str | None, str], int] = field(default_factory=dict)
 
 
-def _utf8_text(values: pa.Array) -> tuple[pa.Array, pa.Array]:
-    """Values as text, with a flag per record; invalid UTF-8 becomes NULL, flag false."""
+def _utf8_text(values: pa.Array, chunk: int = 4096) -> tuple[pa.Array, pa.Array]:
+    """Values as text, with a flag per record; invalid UTF-8 becomes NULL, flag false.
+
+    Arrow validates UTF-8 when casting binary to string, all or nothing; casting chunk by
+    chunk keeps a rare bad record from sending the whole batch down the per-record path.
+    """
+    texts: list[pa.Array] = []
+    flags: list[pa.Array] = []
+    for start in range(0, len(values), chunk):
+        part = values.slice(start, chunk)
+        try:
+            texts.append(part.cast(pa.string()))
+            flags.append(pa.repeat(True, len(part)))
+        except pa.ArrowInvalid:
+            decoded = [_decode(v) for v in part.to_pylist()]
+            texts.append(pa.array([None if d is False else d for d in decoded], pa.string()))
+            flags.append(pa.array([d is not False for d in decoded]))
+    if not texts:
+        return pa.array([], pa.string()), pa.array([], pa.bool_())
+    return pa.concat_arrays(texts), pa.concat_arrays(flags)
+
+
+def _decode(value: bytes | None) -> str | bool | None:
+    """The text of ``value``; False when it is not UTF-8."""
     try:
-        return values.cast(pa.string()), pa.array([True] * len(values))
-    except pa.ArrowInvalid:
-        texts, ok = [], []
-        for v in values.to_pylist():
-            try:
-                texts.append(None if v is None else v.decode("utf-8"))
-                ok.append(True)
-            except UnicodeDecodeError:
-                texts.append(None)
-                ok.append(False)
-        return pa.array(texts, pa.string()), pa.array(ok)
+        return None if value is None else value.decode("utf-8")
+    except UnicodeDecodeError:
+        return False
+
+
+def _timestamps(millis: list[int]) -> pa.Array:
+    """Kafka timestamps (ms); the client reports -1 when the broker gave none."""
+    ms = pa.array(millis, pa.int64())
+    return pc.if_else(pc.less(ms, 0), None, ms).cast(pa.timestamp("ms", tz="UTC"))
 
 
 def _value_counts(column: pa.ChunkedArray) -> dict:
@@ -125,12 +145,8 @@ class TopicRouter:
                 "_topic": pa.array([self.contracts.topic] * len(values), pa.string()),
                 "_partition": pa.array(records.partitions, pa.int32()),
                 "_offset": pa.array(records.offsets, pa.int64()),
-                "_key": pa.array(
-                    [None if k is None else k.decode("utf-8", "replace") for k in records.keys], pa.string()
-                ),
-                "_kafka_timestamp": pa.array(
-                    [t if t >= 0 else None for t in records.timestamps], pa.timestamp("ms", tz="UTC")
-                ),
+                "_key": _utf8_text(pa.array(records.keys, pa.binary()))[0],
+                "_kafka_timestamp": _timestamps(records.timestamps),
                 "_v": text,
                 "_utf8": utf8,
                 "_raw": values,
