@@ -4,7 +4,8 @@ VENV   := .venv
 BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.installed
 
-.PHONY: demo test lint broker clean
+.PHONY: demo test lint broker dagster chromium clean
+PORT   ?= 3000
 
 $(STAMP): pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -15,7 +16,11 @@ $(STAMP): pyproject.toml
 demo: $(STAMP)
 	$(BIN)/tradelake demo
 
-test: $(STAMP) lint
+# Debian's Chromium for the Dagster UI test (a registry package: no browser download).
+chromium:
+	@command -v chromium >/dev/null || { apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq chromium >/dev/null; }
+
+test: $(STAMP) lint chromium
 	$(BIN)/tradelake contracts check
 	$(BIN)/pytest -q
 
@@ -24,6 +29,9 @@ lint: $(STAMP)
 
 broker: $(STAMP)
 	$(BIN)/tradelake broker
+
+dagster: $(STAMP)
+	$(BIN)/tradelake ui --port $(PORT)
 
 clean:
 	rm -rf .tradelake .dagster_home

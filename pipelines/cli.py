@@ -90,6 +90,20 @@ def cmd_contracts_docs(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_ui(args: argparse.Namespace) -> int:
+    from pipelines.ui import run_ui
+
+    return run_ui(_settings(args), port=args.port, host=args.host, kafka_config=args.kafka_config)
+
+
+def cmd_export(args: argparse.Namespace) -> int:
+    from pipelines.export import export
+
+    done = export(_settings(args), args.mart, args.format, args.out)
+    print(f"exported {done.rows:,} rows of {done.relation} to {done.path}")
+    return 0
+
+
 def cmd_demo(args: argparse.Namespace) -> int:
     from pipelines.demo import run_demo
 
@@ -127,7 +141,7 @@ def build_parser() -> argparse.ArgumentParser:
     mode = p.add_mutually_exclusive_group(required=True)
     mode.add_argument("--once", action="store_true", help="up to the current high watermarks, then exit")
     mode.add_argument("--follow", action="store_true", help="keep landing until SIGTERM/Ctrl-C")
-    p.add_argument("--batch-size", type=int, default=200_000, help="records per micro-batch at most")
+    p.add_argument("--batch-size", type=int, default=50_000, help="records per micro-batch at most")
     p.set_defaults(func=cmd_ingest)
 
     p = sub.add_parser("build", parents=[common], help="validate and build the dbt models (dbt build)")
@@ -137,6 +151,17 @@ def build_parser() -> argparse.ArgumentParser:
 
     p = sub.add_parser("status", parents=[common], help="per topic/partition lag, quarantine, freshness")
     p.set_defaults(func=cmd_status)
+
+    p = sub.add_parser("ui", parents=[common], help="the Dagster UI for this lake on 127.0.0.1 (Ctrl-C to stop)")
+    p.add_argument("--port", type=int, default=3000)
+    p.add_argument("--host", default="127.0.0.1")
+    p.set_defaults(func=cmd_ui)
+
+    p = sub.add_parser("export", parents=[common], help="write a mart to CSV or Parquet (for spreadsheets)")
+    p.add_argument("mart", help="schema.table, e.g. finance.payment_reconciliation")
+    p.add_argument("--format", choices=["csv", "parquet"], default="csv")
+    p.add_argument("--out", help="output file (default ./<schema.table>.<format>)")
+    p.set_defaults(func=cmd_export)
 
     p = sub.add_parser("contracts", help="data contract tools")
     csub = p.add_subparsers(dest="contracts_command", required=True)

@@ -2,18 +2,20 @@
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import shutil
 from dataclasses import replace
 
 from pipelines.broker import EmbeddedBroker
-from pipelines.build import build, headline
-from pipelines.landing.ingest import Lander
+from pipelines.build import headline
+from pipelines.defs.materialize import materialize_all
+from pipelines.errors import TradelakeError
 from pipelines.landing.ledger import DATA_DIRS, LEDGER_DIR
 from pipelines.produce import simulate
 from pipelines.settings import Settings
 from pipelines.simulator import SimulationConfig
-from pipelines.summary import format_ingest
+from pipelines.summary import format_lake
 
 log = logging.getLogger("tradelake")
 
@@ -39,14 +41,17 @@ def run_demo(settings: Settings, events: int, seed: int) -> None:
 def _run(settings: Settings, events: int, seed: int) -> None:
     log.info("demo: simulating %s marketplace events (seed %d)", f"{events:,}", seed)
     report = simulate(settings, SimulationConfig(events=events, seed=seed))
-    log.info("demo: landing every topic up to its high watermark")
-    stats = Lander(settings).run(follow=False)
-    log.info("demo: validating and building the dbt models (dbt build)")
-    built = build(settings)
+    log.info("demo: materializing every Dagster asset: landing, contract checks, dbt build (staging → marts)")
+    dbt_log = settings.home / "logs" / "demo-dbt.log"
+    dbt_log.parent.mkdir(parents=True, exist_ok=True)
+    with open(dbt_log, "w") as out, contextlib.redirect_stdout(out):  # dbt's streamed lines
+        done = materialize_all(settings, log_level="WARNING")
+    log.info("demo: dbt's output is in %s; the full run log is in the Dagster UI", dbt_log)
+    if not done.success:
+        raise TradelakeError(done.summary())
     print()
-    print(f"produced {sum(report.records_per_topic.values()):,} records; " + format_ingest(stats))
-    print()
-    print(built.summary())
+    print(f"produced {sum(report.records_per_topic.values()):,} records; {done.summary()}")
+    print(format_lake(settings.home))
     print()
     print(headline(settings))
     print()
@@ -57,5 +62,7 @@ def _run(settings: Settings, events: int, seed: int) -> None:
     print("  warehouse.duckdb              the marts: schemas pricing, rankings, finance, audit")
     print()
     print("next:")
-    print(f"  TRADELAKE_HOME={settings.home} .venv/bin/tradelake status")
-    print(f"  duckdb -readonly {settings.home}/warehouse.duckdb   (or the notebooks in notebooks/)")
+    print("  make dagster                  Dagster UI on http://127.0.0.1:3000 (this demo's run, assets and checks;")
+    print(f"                                TRADELAKE_HOME={settings.home})")
+    print("  notebooks/*.ipynb             pricing, rankings, reconciliation, audit (read warehouse.duckdb read-only)")
+    print("  .venv/bin/tradelake export finance.payment_reconciliation --format csv")

@@ -1,8 +1,33 @@
-"""Human summaries of a landing run, shared by ``ingest`` and ``demo``."""
+"""Human summaries of the lake: of one landing run (``ingest``) or of the whole lake (``demo``)."""
 
 from __future__ import annotations
 
+from pathlib import Path
+
+import duckdb
+
 from pipelines.landing.ingest import IngestStats
+from pipelines.landing.ledger import Ledger
+
+TopicRow = tuple[str, int, int, int, int]  # topic, records, landed, quarantined, tombstones
+
+
+def _topic_table(rows: list[TopicRow]) -> list[str]:
+    width = max(len(r[0]) for r in rows)
+    lines = [f"  {'topic'.ljust(width)}  {'records':>10} {'landed':>10} {'quarant.':>9} {'tombst.':>8}"]
+    lines += [f"  {t.ljust(width)}  {r:>10,} {la:>10,} {q:>9,} {tb:>8,}" for t, r, la, q, tb in sorted(rows)]
+    return lines
+
+
+def _rule_lines(rules: dict[str, list[tuple[str, int]]]) -> list[str]:
+    """Top three quarantine rules per topic; ``rules`` lists (rule, count) most frequent first."""
+    if not rules:
+        return []
+    lines = ["  quarantined by rule (top 3 per topic; all of them in quarantine/ and audit.quarantine):"]
+    for topic, counts in sorted(rules.items()):
+        more = f" (+{len(counts) - 3} more rules)" if len(counts) > 3 else ""
+        lines.append(f"    {topic}: " + ", ".join(f"{rule} ×{n:,}" for rule, n in counts[:3]) + more)
+    return lines
 
 
 def format_ingest(stats: IngestStats) -> str:
@@ -12,17 +37,30 @@ def format_ingest(stats: IngestStats) -> str:
         f"{stats.tombstones:,} tombstones, {stats.bytes_written / 1e6:,.1f} MB written"
     ]
     if stats.per_topic:
-        width = max(len(t) for t in stats.per_topic)
-        lines.append(f"  {'topic'.ljust(width)}  {'records':>10} {'landed':>10} {'quarant.':>9} {'tombst.':>8}")
-        for topic, c in sorted(stats.per_topic.items()):
-            lines.append(
-                f"  {topic.ljust(width)}  {c['records']:>10,} {c['landed']:>10,} {c['quarantined']:>9,} "
-                f"{c['tombstones']:>8,}"
-            )
-    if stats.quarantine_rules:
-        lines.append("  quarantined by rule (top 3 per topic; every rule in quarantine/ and audit.quarantine):")
-        for topic, rules in sorted(stats.quarantine_rules.items()):
-            top = ", ".join(f"{rule} ×{n:,}" for rule, n in rules.most_common(3))
-            more = f" (+{len(rules) - 3} more rules)" if len(rules) > 3 else ""
-            lines.append(f"    {topic}: {top}{more}")
+        lines += _topic_table(
+            [(t, c["records"], c["landed"], c["quarantined"], c["tombstones"]) for t, c in stats.per_topic.items()]
+        )
+    lines += _rule_lines({t: c.most_common() for t, c in stats.quarantine_rules.items()})
     return "\n".join(lines)
+
+
+def format_lake(home: Path) -> str:
+    """Per-topic totals from the lake's ledger, top quarantine rules from its files."""
+    manifests = Ledger(home).manifests()
+    if not len(manifests):
+        return f"nothing has landed in {home}"
+    totals = duckdb.sql(
+        "select topic, sum(records), sum(landed), sum(quarantined), sum(tombstones) from manifests group by 1"
+    ).fetchall()
+    counts = duckdb.sql(
+        "select _topic, broken_rule, count(*) n from (select _topic, unnest(rules) broken_rule "
+        f"from read_parquet('{home}/quarantine/*/*.parquet')) group by all order by n desc, broken_rule"
+    ).fetchall()
+    rules: dict[str, list[tuple[str, int]]] = {}
+    for topic, rule, n in counts:
+        rules.setdefault(topic, []).append((rule, n))
+    return "\n".join(_topic_table([tuple(map(_int_or_str, t)) for t in totals]) + _rule_lines(rules))
+
+
+def _int_or_str(value: object) -> object:
+    return value if isinstance(value, str) else int(value)

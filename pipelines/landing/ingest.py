@@ -14,7 +14,7 @@ import signal
 import threading
 import time
 from collections import Counter, defaultdict
-from collections.abc import Callable
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from types import FrameType
@@ -131,8 +131,15 @@ class _LandingWorker(threading.Thread):
 class Lander:
     """Lands micro-batches into one lake."""
 
-    def __init__(self, settings: Settings, batch_size: int = 200_000, max_batch_seconds: float = 5.0) -> None:
+    def __init__(
+        self,
+        settings: Settings,
+        batch_size: int = 50_000,
+        max_batch_seconds: float = 5.0,
+        topics: Iterable[str] | None = None,
+    ) -> None:
         self.settings = settings
+        self.topics = tuple(topics) if topics is not None else TOPIC_NAMES
         self.batch_size = batch_size
         self.max_batch_seconds = max_batch_seconds
         self.ledger = Ledger(settings.home)
@@ -164,7 +171,7 @@ class Lander:
         kafka.check_reachable(client, self.settings)
         metadata = client.list_topics(timeout=10).topics
         assignment = []
-        for name in TOPIC_NAMES:
+        for name in self.topics:
             if name not in metadata:
                 log.warning("topic %s does not exist yet; skipping it", name)
                 continue
@@ -326,7 +333,7 @@ class _StopFlag:
         self.set = True
 
 
-def ingest(settings: Settings, follow: bool = False, batch_size: int = 200_000) -> IngestStats:
+def ingest(settings: Settings, follow: bool = False, batch_size: int = 50_000) -> IngestStats:
     """Land every catalog topic (once: up to the high watermarks at start; follow: until signalled)."""
     stop = _StopFlag()
     if follow:

@@ -1,0 +1,57 @@
+"""Resources shared by the domains: the lake (and its Kafka cluster) and the contract policy."""
+
+import dagster as dg
+from pydantic import Field
+
+from pipelines.settings import Settings
+
+
+class TradelakeResource(dg.ConfigurableResource):
+    """The lake under ``home`` and the Kafka cluster that feeds it (``pipelines.settings.Settings``).
+
+    ``home`` is bound to ``EnvVar("TRADELAKE_HOME")`` in the code location. The broker and its
+    librdkafka properties file are optional: left unset, they are resolved when a run or a
+    sensor tick starts, like every tradelake command does (``KAFKA_BOOTSTRAP_SERVERS``,
+    ``TRADELAKE_KAFKA_CONFIG``, else the embedded broker registered under the home).
+    """
+
+    home: str = Field(description="The lake directory ($TRADELAKE_HOME): landing, quarantine, ledger, warehouse.")
+    bootstrap_servers: str | None = Field(
+        default=None, description="Kafka bootstrap servers; default: KAFKA_BOOTSTRAP_SERVERS or the embedded broker."
+    )
+    kafka_config: str | None = Field(
+        default=None,
+        description="librdkafka properties file (e.g. Confluent Cloud's); default: TRADELAKE_KAFKA_CONFIG.",
+    )
+
+    def settings(self) -> Settings:
+        return Settings.load(home=self.home, bootstrap_servers=self.bootstrap_servers, kafka_config=self.kafka_config)
+
+
+class ContractPolicy(dg.ConfigurableResource):
+    """How the blocking contract checks judge a micro-batch.
+
+    A contract rule fails a topic's check when the share of the rows it judged that broke it
+    exceeds ``1 - mostly``. A rule's own ``mostly`` (GX kwarg in ``expectations/``) wins; rules
+    that declare none use ``default_mostly``. Records that break a rule are quarantined either
+    way: the check decides whether the batch as a whole is fit to build the marts from, i.e.
+    whether a producer is broken rather than a few records bad, hence ``confidence``: a rule
+    fails on evidence (the lower bound of its unexpected share), not on one bad record among a
+    handful of a rare event type.
+    """
+
+    default_mostly: float = Field(
+        default=0.95,
+        ge=0.0,
+        le=1.0,
+        description="Share of judged rows that must pass a critical rule that declares no `mostly` of its own.",
+    )
+    confidence: float = Field(
+        default=0.95,
+        ge=0.0,
+        lt=1.0,
+        description=(
+            "A rule fails only when, at this one-sided confidence (Wilson interval), its unexpected share "
+            "exceeds 1 - mostly; 0 judges the plain share (GX's rule)."
+        ),
+    )

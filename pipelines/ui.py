@@ -1,0 +1,158 @@
+"""``tradelake ui`` / ``make dagster``: the Dagster UI for one lake, on 127.0.0.1.
+
+Runs ``dagster dev -m pipelines.definitions`` with ``DAGSTER_HOME=$TRADELAKE_HOME/dagster``
+(the repository's ``dagster.yaml`` is copied there on every start, so the instance's runs,
+event log and schedules live beside the lake, never in the repository) and the lake's
+configuration in its environment (``TRADELAKE_HOME`` absolute; the broker and properties file
+when given). Ctrl-C or SIGTERM stops it cleanly: ``dagster dev`` is asked to shut its
+webserver, daemon and code server down (SIGINT), then, if it has not within
+``STOP_TIMEOUT`` seconds, its process group is terminated.
+"""
+
+from __future__ import annotations
+
+import argparse
+import contextlib
+import os
+import shutil
+import signal
+import subprocess
+import sys
+import threading
+from collections.abc import Callable, Sequence
+from pathlib import Path
+from types import FrameType
+
+from pipelines.broker import port_open
+from pipelines.errors import TradelakeError
+from pipelines.settings import Settings
+
+REPO_ROOT = Path(__file__).resolve().parents[1]
+INSTANCE_CONFIG = REPO_ROOT / "dagster.yaml"
+CODE_LOCATION = "pipelines.definitions"
+DEFAULT_PORT = 3000
+STOP_TIMEOUT = 30.0
+
+
+def dagster_home(settings: Settings) -> Path:
+    return settings.home / "dagster"
+
+
+def prepare_dagster_home(settings: Settings) -> Path:
+    """Create ``$TRADELAKE_HOME/dagster`` with the repository's instance configuration."""
+    home = dagster_home(settings)
+    home.mkdir(parents=True, exist_ok=True)
+    if INSTANCE_CONFIG.exists():
+        shutil.copyfile(INSTANCE_CONFIG, home / "dagster.yaml")
+    return home
+
+
+def ui_environment(settings: Settings, kafka_config: str | None = None) -> dict[str, str]:
+    """The environment of ``dagster dev``: the lake's configuration, resolved once, here."""
+    env = dict(os.environ)
+    env["DAGSTER_HOME"] = str(dagster_home(settings))
+    env["TRADELAKE_HOME"] = str(settings.home)
+    if settings.bootstrap_servers:
+        env["KAFKA_BOOTSTRAP_SERVERS"] = settings.bootstrap_servers
+    if kafka_config:
+        env["TRADELAKE_KAFKA_CONFIG"] = str(Path(kafka_config).expanduser().resolve())
+    # `dagster dev` warns that `dg dev` (another package, dagster-dg-cli) supersedes it; it is
+    # what this project runs, on purpose.
+    quiet = "ignore:Function `dev_command` is superseded"
+    env["PYTHONWARNINGS"] = ",".join(w for w in (env.get("PYTHONWARNINGS"), quiet) if w)
+    return env
+
+
+def dagster_dev_command(host: str, port: int) -> list[str]:
+    return [sys.executable, "-m", "dagster", "dev", "-m", CODE_LOCATION, "--host", host, "--port", str(port)]
+
+
+def _stop(process: subprocess.Popen[bytes]) -> int:
+    """Ask ``dagster dev`` to shut down like Ctrl-C does; terminate its group if it lingers."""
+    if process.poll() is None:
+        process.send_signal(signal.SIGINT)
+        try:
+            process.wait(timeout=STOP_TIMEOUT)
+        except subprocess.TimeoutExpired:
+            _signal_group(process.pid, signal.SIGTERM)
+            try:
+                process.wait(timeout=5)
+            except subprocess.TimeoutExpired:
+                _signal_group(process.pid, signal.SIGKILL)
+                process.wait()
+    # Anything of its session still alive (a webserver or daemon it could not stop) goes too.
+    _signal_group(process.pid, signal.SIGKILL)
+    return process.returncode
+
+
+def _signal_group(pgid: int, sig: signal.Signals) -> None:
+    with contextlib.suppress(ProcessLookupError, PermissionError):
+        os.killpg(pgid, sig)
+
+
+def run_ui(
+    settings: Settings,
+    port: int = DEFAULT_PORT,
+    host: str = "127.0.0.1",
+    kafka_config: str | None = None,
+    announce: Callable[[str], None] = print,
+) -> int:
+    """Run the Dagster UI in the foreground until Ctrl-C / SIGTERM; return the exit status."""
+    if port_open(host, port):
+        raise TradelakeError(f"port {port} on {host} is already in use (choose another with --port)")
+    home = prepare_dagster_home(settings)
+    stop = threading.Event()
+
+    def request_stop(signum: int, frame: FrameType | None) -> None:
+        stop.set()
+
+    # Installed before the child starts: a handled signal is reset to its default in the child,
+    # whereas an ignored one stays ignored (as SIGINT is in a shell's background job), and
+    # dagster dev would then ignore the SIGINT we stop it with.
+    previous = {sig: signal.signal(sig, request_stop) for sig in (signal.SIGINT, signal.SIGTERM)}
+    try:
+        process = subprocess.Popen(
+            dagster_dev_command(host, port),
+            env=ui_environment(settings, kafka_config),
+            cwd=home,  # dagster dev warns about a dagster.yaml in its working directory that is not DAGSTER_HOME's
+            start_new_session=True,  # a terminal's Ctrl-C reaches us only; we stop it in order
+        )
+    except BaseException:
+        for sig, handler in previous.items():
+            signal.signal(sig, handler)
+        raise
+    announced = False
+    try:
+        while process.poll() is None and not stop.wait(0.25):
+            if not announced and port_open(host, port):
+                announced = True
+                announce(f"Dagster UI for {settings.home}: http://{host}:{port}  (Ctrl-C to stop)")
+    finally:
+        returncode = _stop(process)
+        for sig, handler in previous.items():
+            signal.signal(sig, handler)
+    if stop.is_set():
+        return 0
+    raise TradelakeError(f"dagster dev exited with status {returncode}; see its log above")
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="python -m pipelines.ui", description=__doc__.splitlines()[0])
+    parser.add_argument("--port", type=int, default=DEFAULT_PORT)
+    parser.add_argument("--host", default="127.0.0.1")
+    parser.add_argument("--home", help="lake directory (env TRADELAKE_HOME, default ./.tradelake)")
+    parser.add_argument("--bootstrap-servers", help="Kafka bootstrap servers (env KAFKA_BOOTSTRAP_SERVERS)")
+    parser.add_argument("--kafka-config", help="librdkafka properties file")
+    args = parser.parse_args(argv)
+    try:
+        settings = Settings.load(
+            home=args.home, bootstrap_servers=args.bootstrap_servers, kafka_config=args.kafka_config
+        )
+        return run_ui(settings, port=args.port, host=args.host, kafka_config=args.kafka_config)
+    except TradelakeError as e:
+        print(f"tradelake: error: {e}", file=sys.stderr)
+        return e.exit_code
+
+
+if __name__ == "__main__":
+    sys.exit(main())
