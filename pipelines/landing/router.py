@@ -6,8 +6,10 @@ it the raw records, applies the personal-data hash, and shapes the two output ta
 
 from __future__ import annotations
 
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from datetime import datetime
+from functools import cache
 
 import duckdb
 import pyarrow as pa
@@ -117,6 +119,23 @@ def _rule_counts(judged: pa.Table) -> dict[tuple[str | None, str], int]:
     return {(r["contract"], r["rule"]): r["rule_count"] for r in pairs.to_pylist()}
 
 
+ROUTING_SLICES = 2
+MIN_SLICE_ROWS = 5_000
+
+
+@cache
+def _slice_pool() -> ThreadPoolExecutor:
+    return ThreadPoolExecutor(max_workers=ROUTING_SLICES, thread_name_prefix="tradelake-route")
+
+
+def _run_query(con: duckdb.DuckDBPyConnection, sql: str, batch: pa.Table) -> pa.Table:
+    con.register("batch", batch)
+    try:
+        return con.execute(sql).to_arrow_table()
+    finally:
+        con.unregister("batch")
+
+
 class TopicRouter:
     """Routes batches of one topic; holds the compiled query and the landed schema."""
 
@@ -128,7 +147,10 @@ class TopicRouter:
         self.pii_columns = [c.name for c in self.columns if c.personal_data]
         self.pii_paths = contracts.personal_data_paths()
         self.pii_key = pii_key
-        self.con = duckdb.connect()
+        # One single-threaded DuckDB connection per slice: the routing query does not speed up
+        # with DuckDB's own threads here, but slices on separate connections run in parallel
+        # (DuckDB releases the GIL), which on 2 cores roughly halves routing time.
+        self.cons = [duckdb.connect(config={"threads": 1}) for _ in range(ROUTING_SLICES)]
 
     def route(self, records: RawRecords, batch_id: int, ingested_at: datetime) -> Routed:
         values = pa.array(records.values, pa.binary())
@@ -154,11 +176,7 @@ class TopicRouter:
         )
         if keep is not None:
             batch = batch.filter(keep)
-        self.con.register("batch", batch.drop_columns(["_raw"]))
-        try:
-            judged = self.con.execute(self.sql).to_arrow_table()
-        finally:
-            self.con.unregister("batch")
+        judged = self._judge(batch.drop_columns(["_raw"]))
         valid = pc.equal(pc.list_value_length(judged["_rules"]), 0)
         n = len(judged)
         stamp = {
@@ -174,6 +192,15 @@ class TopicRouter:
             rows_per_contract=_value_counts(judged["_contract"]),
             failures=_rule_counts(judged),
         )
+
+    def _judge(self, batch: pa.Table) -> pa.Table:
+        """Run the routing query, in parallel slices when the batch is large enough to pay."""
+        if len(batch) < MIN_SLICE_ROWS * 2:
+            return _run_query(self.cons[0], self.sql, batch)
+        size = -(-len(batch) // len(self.cons))
+        slices = [batch.slice(i * size, size) for i in range(len(self.cons))]
+        parts = list(_slice_pool().map(_run_query, self.cons, [self.sql] * len(slices), slices))
+        return pa.concat_tables(parts)
 
     def _landed(self, rows: pa.Table) -> pa.Table:
         for name in self.pii_columns:
