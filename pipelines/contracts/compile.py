@@ -192,7 +192,7 @@ WITH base AS (
 ), valued AS (
     SELECT *, {", ".join(values)} FROM typed
 )
-SELECT {", ".join(LINEAGE)}, _v, {landed},
+SELECT {", ".join(LINEAGE)}, {landed},
        {rules} AS _rules,
        {judged_by} AS _contract
 FROM valued
