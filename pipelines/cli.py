@@ -69,9 +69,17 @@ def cmd_build(args: argparse.Namespace) -> int:
 
 
 def cmd_status(args: argparse.Namespace) -> int:
+    from pipelines.kafka import bootstrap_servers
     from pipelines.status import format_status, partition_status
 
-    print(format_status(partition_status(_settings(args))))
+    settings = _settings(args)
+    try:
+        bootstrap_servers(settings)
+        with_broker = True
+    except TradelakeError as e:  # no broker configured: the lake's side is still worth showing
+        log.warning("%s; showing the lake's ledger only", e)
+        with_broker = False
+    print(format_status(partition_status(settings, with_broker=with_broker)))
     return 0
 
 

@@ -5,6 +5,8 @@ from __future__ import annotations
 from dataclasses import dataclass
 from datetime import UTC, datetime
 
+import duckdb
+
 from pipelines import kafka
 from pipelines.catalog import TOPIC_NAMES
 from pipelines.landing.ledger import Ledger
@@ -30,19 +32,17 @@ class PartitionStatus:
 
 
 def partition_status(settings: Settings, with_broker: bool = True) -> list[PartitionStatus]:
-    """Ledger totals per partition, with the cluster's high watermarks when reachable."""
-    manifests = Ledger(settings.home).manifests()
-    totals: dict[tuple[str, int], dict] = {}
-    for r in manifests.to_pylist():
-        t = totals.setdefault(
-            (r["topic"], r["partition"]),
-            {"next": 0, "landed": 0, "quarantined": 0, "tombstones": 0, "batch": None, "at": None},
+    """Ledger totals per partition, with the cluster's high watermarks when ``with_broker``."""
+    rows = (
+        duckdb.from_arrow(Ledger(settings.home).manifests())
+        .query(
+            "m",
+            "select topic, partition, max(last_offset) + 1, sum(landed), sum(quarantined), sum(tombstones), "
+            "max(batch_id), max(ingested_at) from m group by all",
         )
-        t["next"] = max(t["next"], r["last_offset"] + 1)
-        for k in ("landed", "quarantined", "tombstones"):
-            t[k] += r[k]
-        t["batch"] = max(t["batch"] or 0, r["batch_id"])
-        t["at"] = max(t["at"] or r["ingested_at"], r["ingested_at"])
+        .fetchall()
+    )
+    landed = {(r[0], r[1]): r[2:] for r in rows}
     watermarks: dict[tuple[str, int], int] = {}
     if with_broker:
         client = kafka.admin(settings)
@@ -50,23 +50,15 @@ def partition_status(settings: Settings, with_broker: bool = True) -> list[Parti
         metadata = client.list_topics(timeout=10).topics
         partitions = [(name, p) for name in TOPIC_NAMES if name in metadata for p in metadata[name].partitions]
         watermarks = high_watermarks(settings, partitions)
-    keys = sorted(
-        set(totals) | set(watermarks), key=lambda k: (TOPIC_NAMES.index(k[0]) if k[0] in TOPIC_NAMES else 99, k[1])
-    )
-    empty = {"next": 0, "landed": 0, "quarantined": 0, "tombstones": 0, "batch": None, "at": None}
+    order = {name: i for i, name in enumerate(TOPIC_NAMES)}
     return [
         PartitionStatus(
-            topic=k[0],
-            partition=k[1],
-            high_watermark=watermarks.get(k),
-            landed_up_to=totals.get(k, empty)["next"],
-            landed=totals.get(k, empty)["landed"],
-            quarantined=totals.get(k, empty)["quarantined"],
-            tombstones=totals.get(k, empty)["tombstones"],
-            last_batch=totals.get(k, empty)["batch"],
-            last_ingested_at=totals.get(k, empty)["at"],
+            topic,
+            partition,
+            watermarks.get((topic, partition)),
+            *(landed.get((topic, partition)) or (0, 0, 0, 0, None, None)),
         )
-        for k in keys
+        for topic, partition in sorted(set(landed) | set(watermarks), key=lambda k: (order.get(k[0], 99), k[1]))
     ]
 
 

@@ -7,7 +7,7 @@ from pathlib import Path
 import duckdb
 import pyarrow.parquet as pq
 
-from pipelines.catalog import TOPIC_NAMES
+from pipelines.catalog import TOPIC_NAMES, TOPICS
 from pipelines.landing.router import LINEAGE_FIELDS
 from pipelines.produce import simulate
 from pipelines.simulator import SimulationConfig
@@ -71,3 +71,27 @@ def test_personal_data_is_never_written_in_clear(lake):
         f"select count(*) from '{lake.home}/landing/cdc.public.customers/*.parquet' where after_email_hash is not null"
     ).fetchone()[0]
     assert hashed > 0, "the keyed hash is kept as a join key"
+
+
+def test_status_shows_lag_then_catches_up(lake):
+    report = simulate(lake, SimulationConfig(events=2_000, seed=9))
+    before = run_cli("status", settings=lake)
+    assert before.returncode == 0, before.stderr
+    lags = [int(line.split()[4].replace(",", "")) for line in before.stdout.splitlines()[1:]]
+    assert len(lags) == sum(t.partitions for t in TOPICS), before.stdout
+    assert sum(lags) == report.total_records
+
+    assert run_cli("ingest", "--once", settings=lake).returncode == 0
+    after = run_cli("status", settings=lake)
+    hws = assert_exactly_once(lake)
+    for line in after.stdout.splitlines()[1:]:
+        topic, partition, hw, landed_to, lag, *_ = line.split()
+        assert (int(hw.replace(",", "")), int(landed_to.replace(",", "")), lag) == (
+            hws[(topic, int(partition))],
+            hws[(topic, int(partition))],
+            "0",
+        )
+
+    no_broker = run_cli("status", env={"TRADELAKE_HOME": str(lake.home)})
+    assert no_broker.returncode == 0 and "ledger only" in no_broker.stderr
+    assert "fleet.gps" in no_broker.stdout
