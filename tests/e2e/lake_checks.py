@@ -7,6 +7,8 @@ from pathlib import Path
 
 import duckdb
 
+from pipelines import kafka
+from pipelines.catalog import TOPIC_NAMES
 from pipelines.landing.ledger import Ledger
 from pipelines.settings import Settings
 from pipelines.watermarks import high_watermarks
@@ -27,7 +29,10 @@ def assert_exactly_once(settings: Settings) -> dict[tuple[str, int], int]:
     """Every record up to the high watermark is represented exactly once; returns the HWs."""
     home = settings.home
     manifests = Ledger(home).manifests().to_pylist()
-    partitions = sorted({(m["topic"], m["partition"]) for m in manifests})
+    metadata = kafka.admin(settings).list_topics(timeout=10).topics
+    # every partition of every catalog topic on the broker, not only those the ledger knows:
+    # a partition the lander skipped entirely must fail here too
+    partitions = [(t, p) for t in TOPIC_NAMES if t in metadata for p in metadata[t].partitions]
     hws = high_watermarks(settings, partitions)
     in_files = offsets_in_files(home)
     dupes = [k for k, n in Counter(in_files).items() if n > 1]
