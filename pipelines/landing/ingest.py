@@ -201,7 +201,15 @@ class Lander:
             while not should_stop():
                 if not follow and lag() == 0:
                     break
-                for m in consumer.consume(num_messages=10_000, timeout=0.2):
+                messages = consumer.consume(num_messages=10_000, timeout=0.2)
+                if not messages:
+                    # The fetch position moves past offsets that hold no deliverable record
+                    # (transaction markers, compacted gaps), so --once ends on such clusters too.
+                    for tp in consumer.position(assignment):
+                        if tp.offset >= 0:
+                            key = (tp.topic, tp.partition)
+                            consumed[key] = max(consumed[key], tp.offset)
+                for m in messages:
                     err = m.error()
                     if err is not None:
                         if err.fatal():
