@@ -1,6 +1,7 @@
 """Landing benchmark: N simulated events on the embedded broker, then, each in its own process:
 
-(a) consume-only — a bare confluent-kafka loop touching every record's key and value;
+(a) consume-only — a bare confluent-kafka loop touching every record's key and value, with
+    the same fetch settings as landing;
 (b) landing — ``tradelake ingest --once`` with the contracts (routing, Parquet, ledger);
 (c) landing with contract rules off — suites reduced to their type-list expectations, so the
     difference to (b) is what the rules cost.
@@ -33,10 +34,10 @@ import sys, time
 from confluent_kafka import Consumer, TopicPartition
 from confluent_kafka.admin import AdminClient
 from pipelines.catalog import TOPIC_NAMES
+from pipelines.kafka import FETCH_TUNING
 bs, total = sys.argv[1], int(sys.argv[2])
 md = AdminClient({"bootstrap.servers": bs}).list_topics(timeout=10).topics
-c = Consumer({"bootstrap.servers": bs, "group.id": "bench", "enable.auto.commit": False,
-              "fetch.wait.max.ms": 10, "queued.max.messages.kbytes": 65536})
+c = Consumer({"bootstrap.servers": bs, "group.id": "bench", "enable.auto.commit": False, **FETCH_TUNING})
 c.assign([TopicPartition(t, p, 0) for t in TOPIC_NAMES for p in md[t].partitions])
 n, size, start = 0, 0, time.monotonic()
 while n < total:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import logging
+from collections.abc import Mapping
 
 from confluent_kafka import Consumer, KafkaException, Producer
 from confluent_kafka.admin import AdminClient, NewTopic
@@ -31,10 +32,14 @@ def bootstrap_servers(settings: Settings) -> str:
 LIBRDKAFKA_LOG = logging.getLogger("tradelake.librdkafka")
 
 
-def _client_config(settings: Settings, **extra: object) -> dict[str, object]:
-    conf: dict[str, object] = dict(settings.kafka_client_config(bootstrap_servers(settings)))
+def _client_config(
+    settings: Settings, tuning: Mapping[str, object] | None = None, **required: object
+) -> dict[str, object]:
+    """``tuning`` are tradelake's defaults, which the user's --kafka-config overrides;
+    ``required`` are settings landing's guarantees depend on, which it does not."""
+    conf: dict[str, object] = {**(tuning or {}), **settings.kafka_client_config(bootstrap_servers(settings))}
     conf["logger"] = LIBRDKAFKA_LOG
-    conf.update(extra)
+    conf.update(required)
     return conf
 
 
@@ -70,22 +75,31 @@ def ensure_topics(settings: Settings) -> None:
 
 def producer(settings: Settings) -> Producer:
     try:
-        return Producer(_client_config(settings, **{"linger.ms": 20, "batch.num.messages": 10000}))
+        return Producer(_client_config(settings, {"linger.ms": 20, "batch.num.messages": 10000}))
     except KafkaException as e:
         raise TradelakeError(f"invalid Kafka configuration: {e.args[0].str()}") from None
+
+
+# Fetch in large responses: with librdkafka's defaults (fetch.min.bytes=1) a backlog is served
+# as many small fetches, and the embedded broker spent ~5 µs of CPU per record answering them;
+# waiting for 1 MiB (or 100 ms) cut that by 3-4x and doubled the consume-only rate (see README).
+FETCH_TUNING = {
+    "fetch.min.bytes": 1 << 20,
+    "fetch.wait.max.ms": 100,
+    "queued.max.messages.kbytes": 16384,
+}
 
 
 def consumer(settings: Settings, **overrides: object) -> Consumer:
     """A consumer for landing: manual assignment, no auto-commit (the lake's ledger decides)."""
     conf = _client_config(
         settings,
+        FETCH_TUNING,
         **{
             "group.id": settings.consumer_group,
             "enable.auto.commit": False,
             "enable.auto.offset.store": False,
             "auto.offset.reset": "earliest",
-            "fetch.wait.max.ms": 10,
-            "queued.max.messages.kbytes": 65536,
             **overrides,
         },
     )

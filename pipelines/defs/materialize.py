@@ -49,9 +49,7 @@ def _environment(values: dict[str, str]) -> Iterator[None]:
         os.environ.update(saved)
 
 
-def materialize_all(
-    settings: Settings, kafka_config: str | None = None, log_level: str = "INFO"
-) -> MaterializeSummary:
+def materialize_all(settings: Settings, kafka_config: str | None = None, log_level: str = "INFO") -> MaterializeSummary:
     """Run every asset and check of the code location once against ``settings``' lake and broker.
 
     ``log_level`` is the console's; the run's full event log is kept in the instance (the UI).

