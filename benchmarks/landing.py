@@ -16,6 +16,7 @@ import argparse
 import json
 import os
 import shutil
+import statistics
 import subprocess
 import sys
 import tempfile
@@ -80,7 +81,8 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--events", type=int, default=500_000)
     parser.add_argument("--seed", type=int, default=1)
-    parser.add_argument("--batch-size", type=int, default=200_000)
+    parser.add_argument("--batch-size", type=int, default=50_000, help="as `tradelake ingest --batch-size`")
+    parser.add_argument("--repeat", type=int, default=1, help="runs of (b) and (c), alternated; the median is shown")
     args = parser.parse_args()
     work = Path(tempfile.mkdtemp(prefix="tradelake-bench-"))
     py = sys.executable
@@ -98,23 +100,32 @@ def main() -> None:
         results = []
         t, rss, out = run([py, "-c", CONSUME_ONLY, broker.bootstrap_servers, str(produced)], env)
         n, secs = out.split()
-        results.append(("(a) consume only", int(n), float(secs), rss))
-        for label, extra in (
-            ("(b) landing, contracts on", {}),
-            ("(c) landing, rules off", {"TRADELAKE_CONTRACTS": str(rules_off(work / "rules-off"))}),
-        ):
-            home = work / label[1]
-            t, rss, out = run(
-                [*cli, "ingest", "--once", "-q", "--batch-size", str(args.batch_size)],
-                {**env, **extra, "TRADELAKE_HOME": str(home)},
-            )
-            records = int(out.split()[1].replace(",", ""))  # "landed N records in …"
-            results.append((label, records, t, rss))
+        results.append(("(a) consume only", int(n), [float(secs)], rss))
+        runs: dict[str, tuple[int, list[float], float]] = {}
+        for attempt in range(args.repeat):
+            for label, extra in (
+                ("(b) landing, contracts on", {}),
+                ("(c) landing, rules off", {"TRADELAKE_CONTRACTS": str(rules_off(work / "rules-off"))}),
+            ):
+                home = work / f"{label[1]}{attempt}"
+                t, rss, out = run(
+                    [*cli, "ingest", "--once", "-q", "--batch-size", str(args.batch_size)],
+                    {**env, **extra, "TRADELAKE_HOME": str(home)},
+                )
+                shutil.rmtree(home, ignore_errors=True)
+                records = int(out.split()[1].replace(",", ""))  # "landed N records in …"
+                _, times, peak = runs.get(label, (records, [], 0.0))
+                runs[label] = (records, [*times, t], max(peak, rss))
+        results.extend((label, n, times, rss) for label, (n, times, rss) in runs.items())
     shutil.rmtree(work, ignore_errors=True)
-    print(f"\n{'run':<28}{'records':>12}{'seconds':>10}{'events/s':>12}{'peak RSS MiB':>14}")
-    for label, n, secs, rss in results:
-        print(f"{label:<28}{n:>12,}{secs:>10.1f}{n / secs:>12,.0f}{rss:>14,.0f}")
-    a, b, c = (n / s for _, n, s, _ in results)
+    print(f"\n{'run':<28}{'records':>12}{'seconds':>10}{'events/s':>12}{'peak RSS MiB':>14}  (median of runs; range)")
+    rates = []
+    for label, n, times, rss in results:
+        secs = statistics.median(times)
+        rates.append(n / secs)
+        spread = f"  {n / max(times):,.0f}–{n / min(times):,.0f}/s" if len(times) > 1 else ""
+        print(f"{label:<28}{n:>12,}{secs:>10.1f}{n / secs:>12,.0f}{rss:>14,.0f}{spread}")
+    a, b, c = rates
     print(f"\nlanding/consume ratio b/a = {b / a:.2f}; contract rules cost {100 * (1 - b / c):.0f}% of rules-off rate")
 
 

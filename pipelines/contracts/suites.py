@@ -154,8 +154,11 @@ def _load_suite(path: Path) -> Contract:
         for field in ("topic", "event_type", "schema_version"):
             meta[field]
         for e in suite["expectations"]:
-            if not e.get("meta", {}).get("rule"):
+            rule = e.get("meta", {}).get("rule")
+            if not rule:
                 raise TradelakeError(f"{path}: expectation {e.get('type')} has no meta.rule")
+            if not str(rule).isprintable():  # quarantine reasons are one line; routing joins rules with \x1f
+                raise TradelakeError(f"{path}: meta.rule {rule!r} has control characters")
     except (OSError, ValueError, KeyError, TypeError) as e:
         raise TradelakeError(f"{path}: not a valid contract suite ({type(e).__name__}: {e})") from None
     return Contract(path=path, suite=suite)

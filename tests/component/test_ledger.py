@@ -3,6 +3,7 @@
 from datetime import UTC, datetime
 
 import pyarrow as pa
+import pyarrow.parquet as pq
 
 from pipelines.landing.files import write_parquet_durably
 from pipelines.landing.ledger import Ledger, batch_file_name
@@ -51,3 +52,15 @@ def test_schema_batch_survives_recovery(tmp_path):
     ledger.write_schema_batch({"landing": {"fleet.gps": pa.schema([("x", pa.int64())])}})
     assert ledger.recover().removed_files == []
     assert ledger.next_batch_id() == 1
+
+
+def test_schema_batch_is_rewritten_only_when_a_schema_changes(tmp_path):
+    ledger = Ledger(tmp_path)
+    path = tmp_path / "landing" / "fleet.gps" / batch_file_name(0)
+    ledger.write_schema_batch({"landing": {"fleet.gps": pa.schema([("x", pa.int64())])}})
+    first = path.stat().st_ino
+    ledger.write_schema_batch({"landing": {"fleet.gps": pa.schema([("x", pa.int64())])}})
+    assert path.stat().st_ino == first  # unchanged: not rewritten
+    evolved = pa.schema([("x", pa.int64()), ("y", pa.string())])
+    ledger.write_schema_batch({"landing": {"fleet.gps": evolved}})
+    assert pq.read_schema(path).equals(evolved)
