@@ -59,6 +59,13 @@ class RecoveryReport:
     removed_files: list[Path]
 
 
+def _has_schema(path: Path, schema: pa.Schema) -> bool:
+    try:
+        return pq.read_schema(path).equals(schema)
+    except (OSError, pa.ArrowException):  # missing or unreadable: rewrite it
+        return False
+
+
 class Ledger:
     def __init__(self, home: Path) -> None:
         self.home = home
@@ -86,7 +93,7 @@ class Ledger:
         for kind, by_topic in schemas.items():
             for topic, schema in by_topic.items():
                 path = self.home / kind / topic / batch_file_name(SCHEMA_BATCH)
-                if not (path.exists() and pq.read_schema(path).equals(schema)):
+                if not _has_schema(path, schema):
                     write_parquet_durably(schema.empty_table(), path)
 
     def recover(self) -> RecoveryReport:
