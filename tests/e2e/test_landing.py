@@ -6,7 +6,9 @@ from pathlib import Path
 
 import duckdb
 import pyarrow.parquet as pq
+from confluent_kafka import TopicPartition
 
+from pipelines import kafka
 from pipelines.catalog import TOPIC_NAMES, TOPICS
 from pipelines.landing.router import LINEAGE_FIELDS
 from pipelines.produce import simulate
@@ -33,6 +35,16 @@ def test_simulate_then_ingest_once_lands_every_record_exactly_once(lake):
     assert quarantined >= sum(report.malformed.values()) * 0.9  # every malformed class is caught
     tombstones = sum(report.tombstones_per_topic.values())
     assert tombstones >= 1
+
+    # the consumer group ends at the high watermarks too (lag dashboards read it)
+    group = kafka.consumer(lake)
+    try:
+        committed = group.committed([TopicPartition(t, p) for t, p in hws], timeout=10)
+    finally:
+        group.close()
+    assert {(tp.topic, tp.partition): tp.offset for tp in committed if hws[(tp.topic, tp.partition)]} == {
+        k: hw for k, hw in hws.items() if hw
+    }
 
 
 def test_a_second_ingest_lands_nothing_again(lake):
