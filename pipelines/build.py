@@ -17,6 +17,7 @@ from pathlib import Path
 
 import duckdb
 
+from pipelines.catalog import RECONCILIATION_BREAKS
 from pipelines.errors import TradelakeError
 from pipelines.landing.ledger import LEDGER_DIR
 from pipelines.settings import Settings
@@ -28,15 +29,6 @@ WAREHOUSE_FILE = "warehouse.duckdb"
 # Incremental models keep rows between builds (see lake_replaced).
 INCREMENTAL_MODELS = ("staging.stg_fleet__gps", "staging.stg_payments__ledger")
 _FAILED = {"error", "fail", "runtime error"}
-STATUS_ORDER = (
-    "missing_at_gateway",
-    "missing_in_ledger",
-    "duplicate_capture",
-    "amount_mismatch",
-    "uncaptured",
-    "invoice_mismatch",
-    "matched",
-)
 
 
 @dataclass
@@ -203,7 +195,7 @@ def headline(settings: Settings) -> str:
             con.execute("select status, count(*) from finance.payment_reconciliation group by status").fetchall()
         )
         total = sum(by_status.values())
-        breaks = ", ".join(f"{s} {by_status[s]}" for s in STATUS_ORDER[:-1] if by_status.get(s))
+        breaks = ", ".join(f"{s} {by_status[s]}" for s in RECONCILIATION_BREAKS if by_status.get(s))
         lines.append(f"payment reconciliation: {total:,} payments, {total - by_status.get('matched', 0):,} breaks")
         lines.append(f"  {breaks or 'none'}")
 

@@ -1,4 +1,6 @@
-"""The topics of SPEC §2: names, message keys and partition counts.
+"""The topics of SPEC §2 (names, message keys and partition counts), and the reconciliation
+statuses of SPEC §4 that both the simulator (which plants them) and the demo (which reports
+them) name.
 
 Field-level rules live in the contracts (``expectations/``); this module only knows what a
 producer or the embedded broker needs to create the topics.
@@ -39,3 +41,14 @@ def topic(name: str) -> Topic:
         if t.name == name:
             return t
     raise KeyError(name)
+
+
+# finance.payment_reconciliation.status values other than "matched", in reporting order.
+RECONCILIATION_BREAKS: tuple[str, ...] = (
+    "missing_at_gateway",
+    "missing_in_ledger",
+    "duplicate_capture",
+    "amount_mismatch",
+    "uncaptured",
+    "invoice_mismatch",
+)

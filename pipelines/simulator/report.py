@@ -10,16 +10,11 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 
+from pipelines.catalog import RECONCILIATION_BREAKS
+
 from .catalog import TOPICS
 
-RECONCILIATION_STATUSES: tuple[str, ...] = (
-    "missing_at_gateway",
-    "missing_in_ledger",
-    "duplicate_capture",
-    "amount_mismatch",
-    "uncaptured",
-    "invoice_mismatch",
-)
+RECONCILIATION_STATUSES = RECONCILIATION_BREAKS  # what the simulator plants, one scenario each
 # kind -> the id reported for it: the entity of the event that breaks the lifecycle.
 LIFECYCLE_VIOLATIONS: dict[str, str] = {
     "capture_without_authorization": "payment_id",

@@ -1,0 +1,17 @@
+"""A record that is not UTF-8 is flagged alone; its neighbours keep their text."""
+
+from __future__ import annotations
+
+import pyarrow as pa
+
+from pipelines.landing.router import _utf8_text
+
+
+def test_one_bad_record_among_thousands_is_the_only_one_flagged():
+    values = [f'{{"n":{i}}}'.encode() for i in range(10_000)]
+    values[5_003] = b'{"name":"\xff"}'
+    values[9_999] = None
+    text, utf8 = _utf8_text(pa.array(values, pa.binary()))
+    assert utf8.to_pylist() == [i != 5_003 for i in range(10_000)]
+    expected = [None if i in (5_003, 9_999) else f'{{"n":{i}}}' for i in range(10_000)]
+    assert text.to_pylist() == expected
