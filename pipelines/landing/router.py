@@ -187,7 +187,9 @@ def _run_query(sql: str, batch: pa.Table) -> pa.Table:
     con = _connection()
     con.register("batch", batch)
     try:
-        return con.execute(sql).to_arrow_table()
+        # DuckDB sizes its Arrow buffers for ``batch_size`` rows up front (default 1M rows:
+        # ~120 MiB per query, whatever the batch); the batch's own length is what is needed.
+        return con.execute(sql).to_arrow_table(batch_size=max(len(batch), 1))
     finally:
         con.unregister("batch")
 
