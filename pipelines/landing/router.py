@@ -46,27 +46,34 @@ QUARANTINE_SCHEMA = pa.schema(
 )
 
 
+RAW_SCHEMA = pa.schema(
+    [
+        ("partition", pa.int32()),
+        ("offset", pa.int64()),
+        ("key", pa.binary()),
+        ("value", pa.binary()),
+        ("timestamp", pa.int64()),  # ms since the epoch; negative when the broker gave none
+    ]
+)
+
+
 @dataclass
 class RawRecords:
-    """One topic's records of a micro-batch, column-wise, as consumed."""
+    """One topic's records of a micro-batch, as consumed (columns of RAW_SCHEMA)."""
 
-    partitions: list[int]
-    offsets: list[int]
-    keys: list[bytes | None]
-    values: list[bytes | None]
-    timestamps: list[int]  # ms since the epoch; negative when the broker gave none
+    table: pa.Table
+
+    @staticmethod
+    def from_lists(
+        partitions: list[int], offsets: list[int], keys: list, values: list, timestamps: list[int]
+    ) -> RawRecords:
+        return RawRecords(pa.table([partitions, offsets, keys, values, timestamps], schema=RAW_SCHEMA))
 
     def __len__(self) -> int:
-        return len(self.offsets)
+        return self.table.num_rows
 
     def slice(self, start: int, stop: int) -> RawRecords:
-        return RawRecords(
-            self.partitions[start:stop],
-            self.offsets[start:stop],
-            self.keys[start:stop],
-            self.values[start:stop],
-            self.timestamps[start:stop],
-        )
+        return RawRecords(self.table.slice(start, stop - start))
 
 
 @dataclass
@@ -132,9 +139,8 @@ def _decode(value: bytes | None) -> str | bool | None:
         return False
 
 
-def _timestamps(millis: list[int]) -> pa.Array:
+def _timestamps(ms: pa.ChunkedArray) -> pa.ChunkedArray:
     """Kafka timestamps (ms); the client reports -1 when the broker gave none."""
-    ms = pa.array(millis, pa.int64())
     return pc.if_else(pc.less(ms, 0), None, ms).cast(pa.timestamp("ms", tz="UTC"))
 
 
@@ -224,11 +230,12 @@ class TopicRouter:
         return Routed.concat(list(_slice_pool().map(route_slice, range(ROUTING_SLICES))))
 
     def _route(self, records: RawRecords, batch_id: int, ingested_at: datetime) -> Routed:
-        values = pa.array(records.values, pa.binary())
+        raw = records.table
+        values = raw["value"].combine_chunks()
         tombstone = pc.is_null(values)
         tombstones: list[int] = []
         if self.contracts.is_cdc and pc.any(tombstone).as_py():
-            tombstones = pc.filter(pa.array(records.partitions), tombstone).to_pylist()
+            tombstones = pc.filter(raw["partition"], tombstone).to_pylist()
             keep = pc.invert(tombstone)
         else:
             keep = None
@@ -236,10 +243,10 @@ class TopicRouter:
         batch = pa.table(
             {
                 "_topic": pa.repeat(pa.scalar(self.contracts.topic, pa.string()), len(values)),
-                "_partition": pa.array(records.partitions, pa.int32()),
-                "_offset": pa.array(records.offsets, pa.int64()),
-                "_key": _utf8_text(pa.array(records.keys, pa.binary()))[0],
-                "_kafka_timestamp": _timestamps(records.timestamps),
+                "_partition": raw["partition"],
+                "_offset": raw["offset"],
+                "_key": _utf8_text(raw["key"].combine_chunks())[0],
+                "_kafka_timestamp": _timestamps(raw["timestamp"]),
                 "_v": text,
                 "_utf8": utf8,
                 "_raw": values,

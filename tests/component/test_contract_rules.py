@@ -28,7 +28,7 @@ SUITES = [c for tc in CONTRACTS.values() for c in tc.contracts]
 def _route(topic: str, values: list[bytes]):
     router = TopicRouter(CONTRACTS[topic], b"k")
     n = len(values)
-    records = RawRecords([0] * n, list(range(n)), [b"k"] * n, values, [0] * n)
+    records = RawRecords.from_lists([0] * n, list(range(n)), [b"k"] * n, values, [0] * n)
     return router.route(records, 1, datetime.now(UTC))
 
 

@@ -18,7 +18,7 @@ def test_sliced_routing_equals_single_query(monkeypatch):
     ]
     n = len(values)
     assert n >= 2 * MIN_SLICE_ROWS, "enough records to be sliced"
-    records = RawRecords([i % 6 for i in range(n)], list(range(n)), [b"tp"] * n, values, [0] * n)
+    records = RawRecords.from_lists([i % 6 for i in range(n)], list(range(n)), [b"tp"] * n, values, [0] * n)
     now = datetime.now(UTC)
     router = TopicRouter(load_contracts()["fleet.gps"], b"k")
     sliced = router.route(records, 1, now)

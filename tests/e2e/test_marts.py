@@ -69,7 +69,9 @@ def valid_events(config: SimulationConfig) -> tuple[dict[str, list[dict]], Count
     for topic, records in by_topic.items():
         router = TopicRouter(contracts[topic], TEST_PII_KEY.encode())
         n = len(records)
-        raw = RawRecords([0] * n, list(range(n)), [r.key for r in records], [r.value for r in records], [-1] * n)
+        raw = RawRecords.from_lists(
+            [0] * n, list(range(n)), [r.key for r in records], [r.value for r in records], [-1] * n
+        )
         routed = router.route(raw, batch_id=1, ingested_at=datetime.now(UTC))
         rejected[topic] = len(routed.quarantined)
         accepted = sorted(routed.landed["_offset"].to_pylist())

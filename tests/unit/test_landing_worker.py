@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import threading
 import time
-from datetime import UTC, datetime
 
 import pytest
 
@@ -35,7 +34,7 @@ def test_batches_are_written_concurrently_and_committed_in_order():
             time.sleep(0.05)
         if batch_id == 2:
             second_started.set()
-        return _Written(batch_id, buffer, {}, datetime.now(UTC))
+        return _Written(batch_id, {})
 
     commits, worker = _run(write, batches=6)
     worker.raise_if_failed()
@@ -46,7 +45,7 @@ def test_a_failed_batch_stops_all_later_commits_and_reaches_the_consumer():
     def write(buffer: _Buffer, batch_id: int) -> _Written:
         if batch_id == 2:
             raise OSError("disk full")
-        return _Written(batch_id, buffer, {}, datetime.now(UTC))
+        return _Written(batch_id, {})
 
     commits, worker = _run(write, batches=5)
     assert commits == [1]
