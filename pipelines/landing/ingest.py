@@ -17,7 +17,7 @@ import time
 from collections import Counter, defaultdict, deque
 from collections.abc import Callable, Iterable, Iterator
 from concurrent.futures import Future, ThreadPoolExecutor
-from contextlib import contextmanager, suppress
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from functools import cache
@@ -32,6 +32,7 @@ from pipelines import kafka
 from pipelines.catalog import TOPIC_NAMES
 from pipelines.contracts import load_contracts
 from pipelines.errors import TradelakeError
+from pipelines.landing.allocators import tune_allocators
 from pipelines.landing.files import write_bytes_durably, write_parquet_durably
 from pipelines.landing.ledger import Ledger, batch_file_name
 from pipelines.landing.router import QUARANTINE_SCHEMA, RAW_SCHEMA, RawRecords, Routed, TopicRouter
@@ -250,7 +251,7 @@ class Lander:
         self.stats = IngestStats()
 
     def run(self, follow: bool, should_stop: Callable[[], bool] = lambda: False) -> IngestStats:
-        _use_jemalloc()
+        tune_allocators()
         with self.ledger.exclusive():
             recovery = self.ledger.recover()
             if recovery.removed_files:
@@ -392,17 +393,6 @@ class Lander:
             self.stats.offsets[key] = (first, int(row["last_offset"]))
         self.stats.batches += 1
         landed.put(committed)
-
-
-def _use_jemalloc() -> None:
-    """Allocate Arrow memory with jemalloc where pyarrow ships it.
-
-    Measured on a 2M-record backlog: ~130 MiB less peak RSS and ~10% less CPU than the
-    default mimalloc pool, whose per-thread heaps kept freed batch memory across the landing
-    threads.
-    """
-    with suppress(NotImplementedError):  # a pyarrow build without jemalloc keeps its default pool
-        pa.set_memory_pool(pa.jemalloc_memory_pool())
 
 
 @contextmanager
