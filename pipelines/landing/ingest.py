@@ -21,6 +21,8 @@ from contextlib import contextmanager
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from functools import cache
+from itertools import repeat
+from operator import is_not
 from types import FrameType
 
 import orjson
@@ -140,7 +142,7 @@ def _timestamp_ms(timestamp: tuple[int, int]) -> int:
 def _messages_without_errors(messages: list[Message]) -> list[Message]:
     """The messages that carry a record; errors are raised (fatal) or logged."""
     errors = list(map(Message.error, messages))
-    if errors.count(None) == len(errors):
+    if not any(map(is_not, errors, repeat(None))):  # (KafkaError cannot be compared with ==)
         return messages
     kept = []
     for m, err in zip(messages, errors, strict=True):
