@@ -89,8 +89,8 @@ class _Buffer:
 
     Messages are converted as they are consumed, a consume() call at a time: a Python bytes
     object per key and value, kept until the batch lands, cost ~40% more memory than the same
-    bytes in Arrow (object headers, list slots, boxed ints) and fragmented the interpreter's arenas (the Message objects of every
-    consume call were interleaved with the values kept).
+    bytes in Arrow (object headers, list slots, boxed ints) and fragmented the interpreter's
+    arenas (the Message objects of every consume call were interleaved with the values kept).
     """
 
     def __init__(self) -> None:
