@@ -171,7 +171,7 @@ def _json_path(path: str) -> str:
 
 
 class _Fields:
-    """Where each column's JSON type and typed value come from, parsing each value twice.
+    """Where each column's JSON type and typed value come from: two parses after validation.
 
     ``json_type`` with a list of paths parses a value once and types every field (nested
     ones too); ``json_transform`` with the landed DuckDB types parses it once more and pulls
@@ -207,6 +207,8 @@ class _Fields:
         return "_x" + "".join("." + _ident(name) for name in c.path.split("."))
 
     def transform(self) -> str:
+        if not self.typed:  # no landed column: nothing to pull out
+            return "NULL AS _x"
         structure = sql_str(json.dumps(self.typed, separators=(",", ":")))
         return f"CASE WHEN {self.root_type()} = 'OBJECT' THEN json_transform(_v, {structure}) END AS _x"
 
