@@ -37,6 +37,11 @@ def sql_str(value: str) -> str:
     return "'" + value.replace("'", "''") + "'"
 
 
+def _accepted_json_types(type_list: list[str]) -> str:
+    """The JSON types a type list accepts, as an SQL list (each once, in a stable order)."""
+    return ", ".join(sql_str(t) for t in sorted({t for name in type_list for t in JSON_TYPES[name]}))
+
+
 def _literal(value: Any) -> str:
     if isinstance(value, bool):
         return "true" if value else "false"
@@ -91,7 +96,7 @@ def _violation(e: Mapping[str, Any], scope: _Scope, where: str) -> str:
     if kind == "expect_column_values_to_not_be_null":
         return f"NOT {scope.present(col, where)}"
     if kind == "expect_column_values_to_be_in_type_list":
-        accepted = ", ".join(sql_str(t) for t in sorted({t for name in kw["type_list"] for t in JSON_TYPES[name]}))
+        accepted = _accepted_json_types(kw["type_list"])
         return f"({scope.present(col, where)} AND {scope.json_type(col, where)} NOT IN ({accepted}))"
     value = scope.value(col, where)
     if kind == "expect_column_values_to_be_in_set":
@@ -223,9 +228,9 @@ def routing_sql(tc: TopicContracts) -> str:
     for c in columns:
         if not c.landed:
             continue
-        accepted = ", ".join(sql_str(t) for name in c.type_list for t in JSON_TYPES[name])
         values.append(
-            f"CASE WHEN {_ident('_t_' + c.name)} IN ({accepted}) THEN {fields.value(c)} END AS {_ident(c.name)}"
+            f"CASE WHEN {_ident('_t_' + c.name)} IN ({_accepted_json_types(c.type_list)}) "
+            f"THEN {fields.value(c)} END AS {_ident(c.name)}"
         )
 
     structural = [

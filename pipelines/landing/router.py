@@ -104,15 +104,18 @@ class Routed:
 def _utf8_text(values: pa.Array) -> tuple[pa.Array, pa.Array]:
     """Values as text, with a flag per record; invalid UTF-8 becomes NULL, flag false.
 
-    Arrow validates UTF-8 when casting binary to string, all or nothing; a chunk that fails
-    is retried in smaller chunks, so a rare bad record sends a few dozen records, not the
-    batch, down the per-record path.
+    Arrow validates UTF-8 when casting binary to string, all or nothing, and the cast shares
+    the binary buffers: valid values are not copied. A failing cast is retried in chunks,
+    smaller and smaller, so a rare bad record sends a few dozen records, not the batch, down
+    the per-record path.
     """
+    try:
+        return values.cast(pa.string()), pa.repeat(True, len(values))
+    except pa.ArrowInvalid:
+        pass
     texts: list[pa.Array] = []
     flags: list[pa.Array] = []
     _cast_text(values, texts, flags, chunk=4096)
-    if not texts:
-        return pa.array([], pa.string()), pa.array([], pa.bool_())
     return pa.concat_arrays(texts), pa.concat_arrays(flags)
 
 
@@ -139,7 +142,12 @@ def _decode(value: bytes | None) -> str | bool | None:
         return False
 
 
-def _timestamps(ms: pa.ChunkedArray) -> pa.ChunkedArray:
+def _one_array(column: pa.ChunkedArray) -> pa.Array:
+    """The column as one array; a single chunk as it is (``combine_chunks`` would copy it)."""
+    return column.chunk(0) if column.num_chunks == 1 else column.combine_chunks()
+
+
+def _timestamps(ms: pa.Array) -> pa.Array:
     """Kafka timestamps (ms); the client reports -1 when the broker gave none."""
     return pc.if_else(pc.less(ms, 0), None, ms).cast(pa.timestamp("ms", tz="UTC"))
 
@@ -169,8 +177,15 @@ MIN_SLICE_ROWS = 5_000
 @cache
 def _database() -> duckdb.DuckDBPyConnection:
     """One in-memory DuckDB for every router: its connections share one buffer manager and
-    allocator, instead of a database instance (and its cached memory) per topic and slice."""
-    return duckdb.connect(config={"threads": 1, "allocator_flush_threshold": "16MB"})
+    allocator, instead of a database instance (and its cached memory) per topic and slice.
+
+    DuckDB rewrites an ``IN`` list of five or more constants as a hash join against the list;
+    a routing query has dozens of small lists (type lists, value sets), and each such join
+    cost ~3 MiB and a pipeline of its own per query; compared in place, a list needs neither.
+    """
+    return duckdb.connect(
+        config={"threads": 1, "allocator_flush_threshold": "16MB", "disabled_optimizers": "in_clause"}
+    )
 
 
 @cache
@@ -230,8 +245,10 @@ class TopicRouter:
         return Routed.concat(list(_slice_pool().map(route_slice, range(ROUTING_SLICES))))
 
     def _route(self, records: RawRecords, batch_id: int, ingested_at: datetime) -> Routed:
-        raw = records.table
-        values = raw["value"].combine_chunks()
+        # One chunk per column: DuckDB may return the rows of a multi-chunk input out of
+        # order, and the query's rows are matched to the raw values by position.
+        raw = {name: _one_array(records.table[name]) for name in RAW_SCHEMA.names}
+        values = raw["value"]
         tombstone = pc.is_null(values)
         tombstones: list[int] = []
         if self.contracts.is_cdc and pc.any(tombstone).as_py():
@@ -245,7 +262,7 @@ class TopicRouter:
                 "_topic": pa.repeat(pa.scalar(self.contracts.topic, pa.string()), len(values)),
                 "_partition": raw["partition"],
                 "_offset": raw["offset"],
-                "_key": _utf8_text(raw["key"].combine_chunks())[0],
+                "_key": _utf8_text(raw["key"])[0],
                 "_kafka_timestamp": _timestamps(raw["timestamp"]),
                 "_v": text,
                 "_utf8": utf8,

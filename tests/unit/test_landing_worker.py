@@ -51,3 +51,28 @@ def test_a_failed_batch_stops_all_later_commits_and_reaches_the_consumer():
     assert commits == [1]
     with pytest.raises(OSError, match="disk full"):
         worker.raise_if_failed()
+
+
+def test_a_third_batch_waits_in_the_consumer_until_a_batch_is_written():
+    """Memory bound: at most BATCHES_IN_FLIGHT batches handed over and not yet written."""
+    release = threading.Event()
+    commits: list[int] = []
+
+    def write(buffer: _Buffer, batch_id: int) -> _Written:
+        assert release.wait(5)
+        return _Written(batch_id, {})
+
+    worker = _LandingWorker(write, lambda written: commits.append(written.batch_id), first_batch=1)
+    worker.start()
+    for _ in range(BATCHES_IN_FLIGHT):
+        worker.submit(_Buffer())
+    extra = threading.Thread(target=worker.submit, args=(_Buffer(),))
+    extra.start()
+    extra.join(0.3)
+    assert extra.is_alive(), "a batch was handed over while two were being written"
+    release.set()
+    extra.join(5)
+    assert not extra.is_alive()
+    worker.finish()
+    worker.raise_if_failed()
+    assert commits == list(range(1, BATCHES_IN_FLIGHT + 2))
