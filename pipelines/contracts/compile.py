@@ -15,7 +15,7 @@ from __future__ import annotations
 
 import json
 import re
-from collections.abc import Mapping
+from collections.abc import Iterable, Mapping
 from typing import Any
 
 from pipelines.contracts.suites import JSON_TYPES, Column, Contract, TopicContracts
@@ -37,7 +37,7 @@ def sql_str(value: str) -> str:
     return "'" + value.replace("'", "''") + "'"
 
 
-def _accepted_json_types(type_list: list[str]) -> str:
+def _accepted_json_types(type_list: Iterable[str]) -> str:
     """The JSON types a type list accepts, as an SQL list (each once, in a stable order)."""
     return ", ".join(sql_str(t) for t in sorted({t for name in type_list for t in JSON_TYPES[name]}))
 

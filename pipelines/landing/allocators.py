@@ -12,11 +12,14 @@ from __future__ import annotations
 
 import ctypes
 import errno
+import logging
 import os
 import sys
 from contextlib import suppress
 
 import pyarrow as pa
+
+log = logging.getLogger("tradelake")
 
 # How long both jemallocs keep freed pages for reuse. jemalloc's default path first hands
 # unused pages back lazily (MADV_FREE, "muzzy"), and Linux counts those in RSS until memory
@@ -50,19 +53,23 @@ def tune_allocators() -> None:
         pa.set_memory_pool(pa.jemalloc_memory_pool())
     with suppress(OSError, AttributeError):  # a C library without mallopt keeps its defaults
         ctypes.CDLL(None).mallopt(M_MMAP_THRESHOLD, MMAP_THRESHOLD_BYTES)
-    with suppress(OSError, AttributeError, ImportError):  # DuckDB without jemalloc (macOS, Windows)
+    try:
         mallctl = DuckDBMallctl()
         for name, ms in DECAY_MS.items():
             mallctl.set_decay(name, ms)
+    except (OSError, AttributeError, ImportError, KeyError) as e:  # DuckDB without jemalloc (macOS, Windows)
+        log.debug("DuckDB's allocator keeps its defaults: %s", e)
 
 
 class DuckDBMallctl:
     """jemalloc's control interface inside DuckDB's extension module."""
 
     def __init__(self) -> None:
-        import duckdb  # noqa: F401  (loads the extension module, _duckdb)
+        import duckdb
 
-        self._call = getattr(ctypes.CDLL(sys.modules["_duckdb"].__file__), DUCKDB_MALLCTL)
+        # The extension module: ``_duckdb`` since DuckDB 1.4, ``duckdb.duckdb`` before.
+        module = sys.modules[duckdb.DuckDBPyConnection.__module__]
+        self._call = getattr(ctypes.CDLL(module.__file__), DUCKDB_MALLCTL)
         self._call.argtypes = [
             ctypes.c_char_p,
             ctypes.c_void_p,
@@ -78,15 +85,25 @@ class DuckDBMallctl:
         return value.value
 
     def set_decay(self, name: str, ms: int) -> None:
-        """Set ``name`` (dirty_decay_ms or muzzy_decay_ms) for the arenas that exist and the
-        ones created later (DuckDB's threads get theirs on first use)."""
-        value = ctypes.c_ssize_t(ms)
-        targets = [f"arenas.{name}"] + [f"arena.{i}.{name}" for i in range(self.read("arenas.narenas", ctypes.c_uint))]
-        for target in targets:
-            rc = self._call(target.encode(), None, None, ctypes.byref(value), ctypes.sizeof(value))
-            # An arena index that is reserved and not in use answers EFAULT; the others must take it.
-            if rc != errno.EFAULT:
-                self._check(target, rc)
+        """Shorten ``name`` (dirty_decay_ms or muzzy_decay_ms) to ``ms`` for the arenas created
+        later (DuckDB's threads get theirs on first use) and the ones that exist; an arena
+        with a shorter decay keeps it (jemalloc's arena for huge allocations purges at once)."""
+        self.write(f"arenas.{name}", ms)
+        for i in range(self.read("arenas.narenas", ctypes.c_uint)):
+            target = f"arena.{i}.{name}"
+            try:
+                current = self.read(target)
+            except OSError as e:  # a reserved arena index not in use
+                if e.errno == errno.EFAULT:
+                    continue
+                raise
+            if current < 0 or current > ms:
+                self.write(target, ms)
+
+    def write(self, name: str, value: int) -> None:
+        """Write a signed size (ssize_t) setting, as the decay times are."""
+        data = ctypes.c_ssize_t(value)
+        self._check(name, self._call(name.encode(), None, None, ctypes.byref(data), ctypes.sizeof(data)))
 
     @staticmethod
     def _check(name: str, rc: int) -> None:

@@ -200,11 +200,17 @@ class _LandingWorker(threading.Thread):
         self.write = write
         self.commit = commit
         self.next_batch = first_batch
-        self.slots = threading.Semaphore(BATCHES_IN_FLIGHT)
+        self.slots = threading.BoundedSemaphore(BATCHES_IN_FLIGHT)
         self.queue: queue.SimpleQueue[_Buffer | None] = queue.SimpleQueue()
         self.error: BaseException | None = None
 
     def run(self) -> None:
+        try:
+            self._land()
+        except BaseException as e:  # this thread failed itself: the consumer must not wait for it
+            self.error = self.error or e
+
+    def _land(self) -> None:
         in_flight: deque[Future[_Written]] = deque()
         while (buffer := self.queue.get()) is not None:
             if self.error is not None:  # not landed: its slot is free again
@@ -231,8 +237,11 @@ class _LandingWorker(threading.Thread):
 
     def submit(self, buffer: _Buffer) -> None:
         """Hand a batch over once fewer than BATCHES_IN_FLIGHT are being written."""
-        self.raise_if_failed()
-        self.slots.acquire()
+        while not self.slots.acquire(timeout=0.5):
+            self.raise_if_failed()
+        if self.error is not None:  # failed while this batch waited: it is not handed over
+            self.slots.release()
+            self.raise_if_failed()
         self.queue.put(buffer)
 
     def finish(self) -> None:

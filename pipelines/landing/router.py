@@ -19,6 +19,7 @@ import pyarrow.compute as pc
 
 from pipelines.contracts import TopicContracts
 from pipelines.contracts.compile import routing_sql
+from pipelines.errors import TradelakeError
 from pipelines.pii import hash_column, redact_raw
 
 LINEAGE_FIELDS = [
@@ -272,6 +273,8 @@ class TopicRouter:
         if keep is not None:
             batch = batch.filter(keep)
         judged = _run_query(self.sql, batch.drop_columns(["_raw"]))
+        if not judged["_offset"].equals(batch["_offset"]):  # raw values are matched by position
+            raise TradelakeError(f"{self.contracts.topic}: the routing query returned rows out of order")
         valid = pc.equal(pc.list_value_length(judged["_rules"]), 0)
         n = len(judged)
         judged = judged.append_column(

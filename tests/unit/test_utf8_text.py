@@ -15,3 +15,13 @@ def test_one_bad_record_among_thousands_is_the_only_one_flagged():
     assert utf8.to_pylist() == [i != 5_003 for i in range(10_000)]
     expected = [None if i in (5_003, 9_999) else f'{{"n":{i}}}' for i in range(10_000)]
     assert text.to_pylist() == expected
+
+
+def test_valid_values_are_cast_without_a_copy_and_empty_or_null_batches_work():
+    values = pa.array([b'{"a":1}', None, b"[]"], pa.binary())
+    text, utf8 = _utf8_text(values)
+    assert text.buffers()[2].address == values.buffers()[2].address
+    assert text.to_pylist() == ['{"a":1}', None, "[]"] and utf8.to_pylist() == [True, True, True]
+    for edge in (pa.array([], pa.binary()), pa.nulls(3, pa.binary())):
+        text, utf8 = _utf8_text(edge)
+        assert text.type == pa.string() and len(text) == len(utf8) == len(edge)
