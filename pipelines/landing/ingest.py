@@ -34,7 +34,7 @@ from pipelines import kafka
 from pipelines.catalog import TOPIC_NAMES
 from pipelines.contracts import load_contracts
 from pipelines.errors import TradelakeError
-from pipelines.landing.allocators import tune_allocators
+from pipelines.landing.allocators import release_cached_memory, tune_allocators
 from pipelines.landing.files import write_bytes_durably, write_parquet_durably
 from pipelines.landing.ledger import Ledger, batch_file_name
 from pipelines.landing.router import QUARANTINE_SCHEMA, RAW_SCHEMA, RawRecords, Routed, TopicRouter
@@ -379,6 +379,7 @@ class Lander:
             for kind, table in (("landing", routed.landed), ("quarantine", routed.quarantined)):
                 if len(table):
                     written += write_parquet_durably(table, self.settings.home / kind / topic / name)
+            release_cached_memory()
             return _TopicOutcome(
                 records=len(records),
                 landed=len(routed.landed),

@@ -13,6 +13,7 @@ from pipelines.landing.allocators import (
     ARROW_JEMALLOC_CONF_VARIABLE,
     DECAY_MS,
     DuckDBMallctl,
+    release_cached_memory,
     tune_allocators,
 )
 
@@ -56,3 +57,8 @@ def test_a_shorter_decay_is_kept(mallctl):
     finally:
         mallctl.write("arena.0.dirty_decay_ms", before[0])
         mallctl.write("arenas.dirty_decay_ms", before[1])
+
+
+def test_cached_memory_is_released_only_above_the_rss_limit(mallctl):
+    assert release_cached_memory(above_rss_bytes=2**50) is False
+    assert release_cached_memory(above_rss_bytes=0) is True
