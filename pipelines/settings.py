@@ -16,6 +16,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from pipelines.errors import TradelakeError
+from pipelines.lake.location import LakeLocation
 
 PII_KEY_FILE = "pii.key"
 
@@ -27,6 +28,11 @@ class Settings:
     kafka_properties: Mapping[str, str] = field(default_factory=dict)
     consumer_group: str = "tradelake-landing"
     pii_key: bytes | None = None
+    lake: LakeLocation | None = None  # None: the folder ``lake`` under the home
+
+    def __post_init__(self) -> None:
+        if self.lake is None:
+            object.__setattr__(self, "lake", LakeLocation(str(self.home / "lake")))
 
     @classmethod
     def load(
@@ -50,6 +56,7 @@ class Settings:
             kafka_properties=properties,
             consumer_group=env.get("TRADELAKE_CONSUMER_GROUP", "tradelake-landing"),
             pii_key=pii.encode() if pii else None,
+            lake=LakeLocation.from_env(env, home_path),
         )
 
     def kafka_client_config(self, bootstrap_servers: str) -> dict[str, str]:

@@ -1,0 +1,90 @@
+"""The lake's tables and their columns, in one place.
+
+One Delta table per topic (valid rows: the contract's columns plus the SPEC §3 lineage),
+``_quarantine`` (rejected records of every topic, raw bytes redacted, the rules they broke)
+and ``_batches`` (per micro-batch and partition: the offset range and how each record is
+represented). Every table is partitioned by ``_ingest_date`` (the UTC date of
+``_ingested_at``), so compaction and vacuum work day by day and a closed day never changes.
+"""
+
+from __future__ import annotations
+
+import pyarrow as pa
+
+PARTITION_COLUMN = "_ingest_date"
+
+LINEAGE_FIELDS = [
+    ("_topic", pa.string()),
+    ("_partition", pa.int32()),
+    ("_offset", pa.int64()),
+    ("_key", pa.string()),
+    ("_kafka_timestamp", pa.timestamp("ms", tz="UTC")),
+    ("_ingested_at", pa.timestamp("us", tz="UTC")),
+    ("_batch_id", pa.int64()),
+]
+LINEAGE_TYPES = dict(LINEAGE_FIELDS)
+PARTITION_FIELD = (PARTITION_COLUMN, pa.date32())
+
+QUARANTINE_TABLE = "_quarantine"
+BATCHES_TABLE = "_batches"
+
+QUARANTINE_SCHEMA = pa.schema(
+    [
+        *LINEAGE_FIELDS,
+        ("event_type", pa.string()),
+        ("schema_version", pa.int64()),
+        ("contract", pa.string()),
+        ("rules", pa.list_(pa.string())),
+        ("reason", pa.string()),
+        ("raw", pa.binary()),
+        PARTITION_FIELD,
+    ]
+)
+
+BATCHES_SCHEMA = pa.schema(
+    [
+        ("batch_id", pa.int64()),
+        ("topic", pa.string()),
+        ("topic_id", pa.string()),  # the Kafka topic ID of the stream these offsets belong to
+        ("partition", pa.int32()),
+        ("first_offset", pa.int64()),
+        ("last_offset", pa.int64()),
+        ("records", pa.int64()),
+        ("landed", pa.int64()),
+        ("quarantined", pa.int64()),
+        ("tombstones", pa.int64()),
+        ("last_record_sha256", pa.string()),  # key and value of the record at last_offset
+        ("validation", pa.string()),  # the topic's GX-shaped validation result of this batch (JSON)
+        ("ingested_at", pa.timestamp("us", tz="UTC")),
+        PARTITION_FIELD,
+    ]
+)
+
+RAW_SCHEMA = pa.schema(
+    [
+        ("partition", pa.int32()),
+        ("offset", pa.int64()),
+        ("key", pa.binary()),
+        ("value", pa.binary()),
+        ("timestamp", pa.int64()),  # ms since the epoch; negative when the broker gave none
+    ]
+)
+
+
+def topic_schema(columns: list[tuple[str, pa.DataType]]) -> pa.Schema:
+    """A topic table's schema: lineage, the contract's landed columns, the date partition."""
+    return pa.schema([*LINEAGE_FIELDS, *columns, PARTITION_FIELD])
+
+STREAMS_TABLE = "_streams"
+
+# One row each time the lake starts reading a stream: a topic first seen, or a topic reset
+# with ``tradelake ingest --reset-topic`` (a recreated topic has a new Kafka topic ID).
+STREAMS_SCHEMA = pa.schema(
+    [
+        ("topic", pa.string()),
+        ("topic_id", pa.string()),
+        ("partitions", pa.int32()),
+        ("since", pa.timestamp("us", tz="UTC")),
+        ("reason", pa.string()),  # 'first seen' or 'reset: <what changed>'
+    ]
+)

@@ -1,0 +1,138 @@
+"""The one module that knows Delta Lake: creating tables, committing batches, reading them.
+
+Exactly-once rests on Delta's application transactions: every commit that carries records
+of a Kafka partition also records, in the same atomic log entry, ``app_id`` =
+``tradelake:<topic>@<topic id>:<partition>`` with version = the last offset it covers. The
+offsets a table has committed are therefore in that table's own log, nowhere else. Before a
+commit the table's recorded version is read again and the commit is refused if it already
+covers an offset being written (delta-rs does not fence a stale writer by itself).
+"""
+
+from __future__ import annotations
+
+import threading
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
+
+import pyarrow as pa
+from deltalake import CommitProperties, DeltaTable, Transaction, write_deltalake
+from deltalake.exceptions import TableNotFoundError
+
+from pipelines.errors import TradelakeError
+from pipelines.lake.location import LakeLocation
+from pipelines.lake.schemas import PARTITION_COLUMN
+
+Position = tuple[str, int]  # (topic, partition)
+
+
+def app_id(topic: str, topic_id: str, partition: int) -> str:
+    return f"tradelake:{topic}@{topic_id}:{partition}"
+
+
+@dataclass(frozen=True)
+class Covered:
+    """The offsets of one partition a commit covers."""
+
+    app_id: str
+    first: int
+    last: int
+
+
+class StaleWriterError(TradelakeError):
+    """A commit would cover offsets the table has already committed."""
+
+
+class Lake:
+    """The lake's Delta tables at one location; tables are opened once and kept up to date."""
+
+    def __init__(self, location: LakeLocation) -> None:
+        self.location = location
+        self._tables: dict[str, DeltaTable] = {}
+        self._lock = threading.Lock()
+
+    def uri(self, name: str) -> str:
+        return self.location.table_uri(name)
+
+    def _options(self) -> dict[str, str] | None:
+        return dict(self.location.storage_options) or None
+
+    def table(self, name: str) -> DeltaTable | None:
+        """The table as of its latest commit, or None when it does not exist."""
+        with self._lock:
+            dt = self._tables.get(name)
+        if dt is not None:
+            dt.update_incremental()
+            return dt
+        try:
+            dt = DeltaTable(self.uri(name), storage_options=self._options())
+        except TableNotFoundError:
+            return None
+        with self._lock:
+            self._tables[name] = dt
+        return dt
+
+    def exists(self, name: str) -> bool:
+        return self.table(name) is not None
+
+    def ensure(self, name: str, schema: pa.Schema) -> None:
+        """Create the table, or add the columns a grown contract brings (never drops any)."""
+        dt = self.table(name)
+        if dt is None:
+            DeltaTable.create(
+                self.uri(name),
+                schema=schema,
+                mode="ignore",
+                partition_by=[PARTITION_COLUMN] if PARTITION_COLUMN in schema.names else None,
+                storage_options=self._options(),
+                commit_properties=CommitProperties(custom_metadata={"tradelake.operation": "create"}),
+            )
+            return
+        have = set(dt.schema().to_arrow().names)
+        missing = [f for f in schema if f.name not in have]
+        if missing:
+            from deltalake.schema import Field
+
+            dt.alter.add_columns([Field.from_arrow(f) for f in missing])
+
+    def committed(self, name: str, app_ids: Sequence[str]) -> dict[str, int]:
+        """The last offset each app_id has committed into the table (absent: none)."""
+        dt = self.table(name)
+        if dt is None:
+            return {}
+        found = {}
+        for a in app_ids:
+            version = dt.transaction_version(a)
+            if version is not None:
+                found[a] = version
+        return found
+
+    def append(
+        self, name: str, data: pa.Table, covered: Sequence[Covered], metadata: Mapping[str, str] | None = None
+    ) -> None:
+        """Append ``data`` and record the offsets it covers, in one atomic Delta commit."""
+        dt = self.table(name)
+        if dt is None:
+            raise TradelakeError(f"the lake table {self.uri(name)} does not exist")
+        for c in covered:
+            have = dt.transaction_version(c.app_id)
+            if have is not None and have >= c.first:
+                raise StaleWriterError(
+                    f"refusing to commit offsets {c.first}–{c.last} of {c.app_id} into {name}: the table has "
+                    f"already committed up to offset {have} (another writer owns this partition)"
+                )
+        write_deltalake(
+            dt,
+            data,
+            mode="append",
+            commit_properties=CommitProperties(
+                app_transactions=[Transaction(app_id=c.app_id, version=c.last) for c in covered],
+                custom_metadata=dict(metadata or {}),
+            ),
+        )
+
+    def read(self, name: str, columns: Sequence[str] | None = None) -> pa.Table | None:
+        """The table's committed rows (None when the table does not exist)."""
+        dt = self.table(name)
+        if dt is None:
+            return None
+        return dt.to_pyarrow_dataset().to_table(columns=list(columns) if columns else None)
