@@ -20,42 +20,16 @@ import pyarrow.compute as pc
 from pipelines.contracts import TopicContracts
 from pipelines.contracts.compile import routing_sql
 from pipelines.errors import TradelakeError
+from pipelines.lake.schemas import (
+    LINEAGE_FIELDS,
+    LINEAGE_TYPES,
+    PARTITION_COLUMN,
+    PARTITION_FIELD,
+    QUARANTINE_SCHEMA,
+    RAW_SCHEMA,
+    topic_schema,
+)
 from pipelines.pii import hash_column, redact_raw
-
-LINEAGE_FIELDS = [
-    ("_topic", pa.string()),
-    ("_partition", pa.int32()),
-    ("_offset", pa.int64()),
-    ("_key", pa.string()),
-    ("_kafka_timestamp", pa.timestamp("ms", tz="UTC")),
-    ("_ingested_at", pa.timestamp("us", tz="UTC")),
-    ("_batch_id", pa.int64()),
-]
-
-LINEAGE_TYPES = dict(LINEAGE_FIELDS)
-
-QUARANTINE_SCHEMA = pa.schema(
-    [
-        *LINEAGE_FIELDS,
-        ("event_type", pa.string()),
-        ("schema_version", pa.int64()),
-        ("contract", pa.string()),
-        ("rules", pa.list_(pa.string())),
-        ("reason", pa.string()),
-        ("raw", pa.binary()),
-    ]
-)
-
-
-RAW_SCHEMA = pa.schema(
-    [
-        ("partition", pa.int32()),
-        ("offset", pa.int64()),
-        ("key", pa.binary()),
-        ("value", pa.binary()),
-        ("timestamp", pa.int64()),  # ms since the epoch; negative when the broker gave none
-    ]
-)
 
 
 @dataclass
@@ -223,7 +197,7 @@ class TopicRouter:
         self.contracts = contracts
         self.sql = routing_sql(contracts)
         self.columns = contracts.landed_columns()
-        self.schema = pa.schema([*LINEAGE_FIELDS, *((c.name, c.arrow_type) for c in self.columns)])
+        self.schema = topic_schema([(c.name, c.arrow_type) for c in self.columns])
         self.pii_columns = [c.name for c in self.columns if c.personal_data]
         self.pii_paths = contracts.personal_data_paths()
         self.pii_key = pii_key
@@ -281,6 +255,7 @@ class TopicRouter:
             "_ingested_at", pa.repeat(pa.scalar(ingested_at, LINEAGE_TYPES["_ingested_at"]), n)
         )
         judged = judged.append_column("_batch_id", pa.repeat(pa.scalar(batch_id, pa.int64()), n))
+        judged = judged.append_column(PARTITION_COLUMN, pa.repeat(pa.scalar(ingested_at.date(), PARTITION_FIELD[1]), n))
         return Routed(
             landed=self._landed(judged.filter(valid)),
             quarantined=self._quarantined(judged.filter(pc.invert(valid)), batch["_raw"].filter(pc.invert(valid))),
@@ -315,5 +290,6 @@ class TopicRouter:
                 "rules": rows["_rules"],
                 "reason": pa.array(reasons, pa.string()),
                 "raw": pa.array(raw_values, pa.binary()),
+                PARTITION_COLUMN: rows[PARTITION_COLUMN],
             }
         ).cast(QUARANTINE_SCHEMA)

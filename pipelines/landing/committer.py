@@ -1,0 +1,287 @@
+"""The committing side of landing: route each batch, then commit it to the lake, in order.
+
+Two batches are routed at once (routing releases the GIL: one batch's single-threaded steps
+fill the core the other leaves idle), but one thread commits, strictly in batch order, and
+commits a batch as soon as it is routed — never waiting for the next one, so a quiet stream's
+records are committed within the flush interval.
+
+A batch is committed table by table: each topic table that has rows of it, then
+``_quarantine``, then ``_batches`` last. Each commit records, for every partition it covers,
+the batch's last offset as a Delta application transaction in that table's own log. The
+resume point of a partition is what ``_batches`` committed; after a crash between two of a
+batch's commits, the batch is consumed and routed again and each table keeps only the rows
+past its own recorded offset — so every record ends up exactly once in the lake.
+"""
+
+from __future__ import annotations
+
+import queue
+import threading
+import time
+from collections import Counter
+from collections.abc import Callable
+from concurrent.futures import Future, ThreadPoolExecutor
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from functools import cache
+
+import orjson
+import pyarrow as pa
+import pyarrow.compute as pc
+
+from pipelines.contracts import TopicContracts
+from pipelines.lake.schemas import BATCHES_SCHEMA, BATCHES_TABLE, QUARANTINE_SCHEMA, QUARANTINE_TABLE
+from pipelines.lake.tables import Covered, Lake, Position, app_id
+from pipelines.landing.allocators import release_cached_memory
+from pipelines.landing.consumer import RecordBuffer
+from pipelines.landing.router import RawRecords, Routed, TopicRouter
+from pipelines.landing.stats import IngestStats
+from pipelines.landing.stream import record_sha256
+from pipelines.landing.validation import validation_summary
+
+BATCHES_IN_FLIGHT = 2
+TOPIC_WORKERS = 2
+
+
+@dataclass
+class PartitionRange:
+    first: int
+    last: int
+    records: int
+    last_record_sha256: str
+
+
+@dataclass
+class TopicBatch:
+    """One topic's share of a routed batch: the rows to commit and their counts."""
+
+    topic: str
+    landed: pa.Table
+    quarantined: pa.Table
+    ranges: dict[int, PartitionRange]
+    tombstones: Counter
+    failures: dict[tuple[str | None, str], int]
+    validation: dict[str, object]
+
+    @property
+    def records(self) -> int:
+        return sum(r.records for r in self.ranges.values())
+
+
+@dataclass
+class RoutedBatch:
+    batch_id: int
+    ingested_at: datetime
+    topics: dict[str, TopicBatch] = field(default_factory=dict)
+
+
+def partition_ranges(records: RawRecords) -> dict[int, PartitionRange]:
+    """Per partition: the offset range, the record count and the hash of the last record.
+
+    Within a partition the buffer holds records in offset order, so a partition's first and
+    last rows are its lowest and highest offsets.
+    """
+    table = records.table
+    out = {}
+    for p in pc.unique(table["partition"]).to_pylist():
+        rows = pc.indices_nonzero(pc.equal(table["partition"], p))
+        first, last = rows[0].as_py(), rows[-1].as_py()
+        out[p] = PartitionRange(
+            table["offset"][first].as_py(),
+            table["offset"][last].as_py(),
+            len(rows),
+            record_sha256(table["key"][last].as_py(), table["value"][last].as_py()),
+        )
+    return out
+
+
+class Committer(threading.Thread):
+    """Routes the batches it is handed and commits them to the lake, one at a time, in order."""
+
+    def __init__(
+        self,
+        lake: Lake,
+        routers: dict[str, TopicRouter],
+        contracts: dict[str, TopicContracts],
+        topic_ids: dict[str, str],
+        committed: dict[str, dict[str, int]],
+        first_batch: int,
+        stats: IngestStats,
+        on_commit: Callable[[dict[Position, int]], None],
+    ) -> None:
+        super().__init__(name="tradelake-committer", daemon=True)
+        self.lake = lake
+        self.routers = routers
+        self.contracts = contracts
+        self.topic_ids = topic_ids
+        self.committed = committed  # per table: app_id -> last offset it has committed
+        self.next_batch = first_batch
+        self.stats = stats
+        self.on_commit = on_commit
+        self.slots = threading.BoundedSemaphore(BATCHES_IN_FLIGHT)
+        self.queue: queue.SimpleQueue[Future[RoutedBatch] | None] = queue.SimpleQueue()
+        self.error: BaseException | None = None
+
+    # -- the consuming thread's side ------------------------------------------------------
+
+    def submit(self, buffer: RecordBuffer) -> None:
+        """Hand a batch over once fewer than BATCHES_IN_FLIGHT are routed and not committed.
+
+        The batch waits for a slot in the caller's thread, not in a queue: consuming is ~3x
+        faster than landing, so a queued batch would only hold memory.
+        """
+        while not self.slots.acquire(timeout=0.5):
+            self.raise_if_failed()
+        if self.error is not None:
+            self.slots.release()
+            self.raise_if_failed()
+        topics = buffer.take_topics()
+        self.queue.put(_batch_pool().submit(self.route, topics, self.next_batch))
+        self.next_batch += 1
+
+    def finish(self) -> None:
+        """Commit what was handed over, then stop."""
+        if self.is_alive():
+            self.queue.put(None)
+            self.join()
+
+    def raise_if_failed(self) -> None:
+        if self.error is not None:
+            raise self.error
+
+    # -- this thread ----------------------------------------------------------------------
+
+    def run(self) -> None:
+        while (future := self.queue.get()) is not None:
+            try:
+                routed = future.result()
+                if self.error is None:
+                    self.commit(routed)
+            except BaseException as e:  # handed to the consuming thread, which re-raises it
+                self.error = self.error or e
+            finally:
+                del future
+                self.slots.release()
+
+    def route(self, topics: dict[str, RawRecords], batch_id: int) -> RoutedBatch:
+        """Route one batch (no lake access: nothing is visible until ``commit``)."""
+        now = datetime.now(UTC)
+
+        def route_topic(topic: str) -> TopicBatch:
+            records = topics[topic]
+            routed = self.routers[topic].route(records, batch_id, now)
+            release_cached_memory()
+            return _topic_batch(topic, records, routed, self.contracts[topic])
+
+        # The largest topic first, so the small ones fill the gaps it leaves.
+        largest_first = sorted(topics, key=lambda t: -len(topics[t]))
+        done = dict(zip(largest_first, _topic_pool().map(route_topic, largest_first), strict=True))
+        return RoutedBatch(batch_id, now, {t: done[t] for t in topics})
+
+    def commit(self, batch: RoutedBatch) -> None:
+        """Commit the topic tables (concurrently), then the quarantine, then ``_batches``."""
+        started = time.monotonic()
+        metadata = {"tradelake.batch_id": str(batch.batch_id)}
+        work = [t for t in batch.topics.values() if len(t.landed)]
+        list(_topic_pool().map(lambda t: self._append(t.topic, t.landed, [t], metadata), work))
+        quarantined = [t for t in batch.topics.values() if len(t.quarantined)]
+        if quarantined:
+            rows = pa.concat_tables([t.quarantined for t in quarantined]).cast(QUARANTINE_SCHEMA)
+            self._append(QUARANTINE_TABLE, rows, quarantined, metadata)
+        self._append(BATCHES_TABLE, self._batch_rows(batch), list(batch.topics.values()), metadata)
+        positions = {}
+        for t in batch.topics.values():
+            self.stats.add(t)
+            for p, r in t.ranges.items():
+                positions[(t.topic, p)] = r.last + 1
+                first = self.stats.offsets.get((t.topic, p), (r.first, 0))[0]
+                self.stats.offsets[(t.topic, p)] = (first, r.last)
+        self.stats.batches += 1
+        self.stats.commit_seconds += time.monotonic() - started
+        self.on_commit(positions)
+
+    def _append(self, table: str, rows: pa.Table, topics: list[TopicBatch], metadata: dict[str, str]) -> None:
+        """Append ``rows`` past what ``table`` has committed, recording the offsets covered."""
+        have = self.committed.setdefault(table, {})
+        covered = []
+        after: dict[Position, int] = {}
+        for t in topics:
+            for p, r in t.ranges.items():
+                a = app_id(t.topic, self.topic_ids[t.topic], p)
+                done = have.get(a, -1)
+                if r.last > done:
+                    covered.append(Covered(a, max(r.first, done + 1), r.last))
+                if done >= r.first:
+                    after[(t.topic, p)] = done
+        if not covered:
+            return
+        if after:  # only after a crash between this batch's commits: drop what the table has
+            rows = _rows_after(rows, after, table == BATCHES_TABLE)
+        self.lake.append(table, rows, covered, metadata)
+        for c in covered:
+            have[c.app_id] = c.last
+
+    def _batch_rows(self, batch: RoutedBatch) -> pa.Table:
+        rows = []
+        for t in batch.topics.values():
+            landed = Counter(t.landed["_partition"].to_pylist())
+            quarantined = Counter(t.quarantined["_partition"].to_pylist())
+            validation = orjson.dumps(t.validation).decode()
+            for p, r in sorted(t.ranges.items()):
+                rows.append(
+                    {
+                        "batch_id": batch.batch_id,
+                        "topic": t.topic,
+                        "topic_id": self.topic_ids[t.topic],
+                        "partition": p,
+                        "first_offset": r.first,
+                        "last_offset": r.last,
+                        "records": r.records,
+                        "landed": landed[p],
+                        "quarantined": quarantined[p],
+                        "tombstones": t.tombstones[p],
+                        "last_record_sha256": r.last_record_sha256,
+                        "validation": validation,
+                        "ingested_at": batch.ingested_at,
+                        "_ingest_date": batch.ingested_at.date(),
+                    }
+                )
+        return pa.Table.from_pylist(rows, schema=BATCHES_SCHEMA)
+
+
+def _topic_batch(topic: str, records: RawRecords, routed: Routed, contracts: TopicContracts) -> TopicBatch:
+    return TopicBatch(
+        topic=topic,
+        landed=routed.landed,
+        quarantined=routed.quarantined,
+        ranges=partition_ranges(records),
+        tombstones=Counter(routed.tombstone_partitions),
+        failures=routed.failures,
+        validation=validation_summary(contracts, routed),
+    )
+
+
+def _rows_after(rows: pa.Table, after: dict[Position, int], is_batches: bool) -> pa.Table:
+    """The rows whose (topic, partition) offset is past what the table has committed.
+
+    A ``_batches`` row covers a range; the resume point is what ``_batches`` committed, so
+    its rows are never partly committed: such a row is dropped whole.
+    """
+    topic, partition, offset = (
+        ("topic", "partition", "last_offset") if is_batches else ("_topic", "_partition", "_offset")
+    )
+    keep = pa.array([True] * len(rows))
+    for (t, p), done in after.items():
+        mine = pc.and_(pc.equal(rows[topic], t), pc.equal(rows[partition], p))
+        keep = pc.and_(keep, pc.invert(pc.and_(mine, pc.less_equal(rows[offset], done))))
+    return rows.filter(keep)
+
+
+@cache
+def _batch_pool() -> ThreadPoolExecutor:
+    return ThreadPoolExecutor(max_workers=BATCHES_IN_FLIGHT, thread_name_prefix="tradelake-batch")
+
+
+@cache
+def _topic_pool() -> ThreadPoolExecutor:
+    return ThreadPoolExecutor(max_workers=TOPIC_WORKERS, thread_name_prefix="tradelake-topic")
