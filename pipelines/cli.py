@@ -56,7 +56,15 @@ def cmd_ingest(args: argparse.Namespace) -> int:
     from pipelines.landing.ingest import ingest
     from pipelines.summary import format_ingest
 
-    stats = ingest(_settings(args), follow=args.follow, batch_size=args.batch_size)
+    if args.batch_size < 1 or args.flush_interval <= 0:
+        raise TradelakeError("--batch-size must be at least 1 and --flush-interval above 0")
+    stats = ingest(
+        _settings(args),
+        follow=args.follow,
+        batch_size=args.batch_size,
+        flush_interval=args.flush_interval,
+        reset_topics=args.reset_topic,
+    )
     print(format_ingest(stats))
     return 0
 
@@ -71,14 +79,15 @@ def cmd_build(args: argparse.Namespace) -> int:
 
 def cmd_status(args: argparse.Namespace) -> int:
     from pipelines.kafka import bootstrap_servers
-    from pipelines.status import format_status, partition_status
+    from pipelines.status import format_status, partition_status, require_lake
 
     settings = _settings(args)
+    require_lake(settings)
     try:
         bootstrap_servers(settings)
         with_broker = True
     except TradelakeError as e:  # no broker configured: the lake's side is still worth showing
-        log.warning("%s; showing the lake's ledger only", e)
+        log.warning("%s; showing what the lake has committed only", e)
         with_broker = False
     print(format_status(partition_status(settings, with_broker=with_broker)))
     return 0
@@ -110,6 +119,24 @@ def cmd_export(args: argparse.Namespace) -> int:
 
     done = export(_settings(args), args.mart, args.format, args.out)
     print(f"exported {done.rows:,} rows of {done.relation} to {done.path}")
+    return 0
+
+
+def cmd_maintain(args: argparse.Namespace) -> int:
+    from pipelines.lake.maintain import DEFAULT_RETENTION_HOURS, DEFAULT_TARGET_SIZE, run_maintenance
+
+    settings = _settings(args)
+    report = run_maintenance(
+        settings,
+        tables=args.table,
+        retention_hours=DEFAULT_RETENTION_HOURS if args.retention_hours is None else args.retention_hours,
+        target_size=DEFAULT_TARGET_SIZE if args.target_file_mib is None else args.target_file_mib * 2**20,
+        on_table=lambda t: print(t.line(), flush=True),  # one line per table as it is done: long runs show progress
+    )
+    if not report.tables:
+        print(f"nothing to maintain: the lake at {settings.lake.url} has no tables yet")
+    else:
+        print(report.summary())
     return 0
 
 
@@ -146,11 +173,25 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--malformed-rate", type=float, default=0.005)
     p.set_defaults(func=cmd_simulate)
 
-    p = sub.add_parser("ingest", parents=[common], help="land the topics as Parquet micro-batches")
+    p = sub.add_parser("ingest", parents=[common], help="land the topics into the lake's Delta tables")
     mode = p.add_mutually_exclusive_group(required=True)
     mode.add_argument("--once", action="store_true", help="up to the current high watermarks, then exit")
     mode.add_argument("--follow", action="store_true", help="keep landing until SIGTERM/Ctrl-C")
     p.add_argument("--batch-size", type=int, default=50_000, help="records per micro-batch at most")
+    p.add_argument(
+        "--flush-interval",
+        type=float,
+        default=5.0,
+        metavar="SECONDS",
+        help="every consumed record is committed within this many seconds (default 5)",
+    )
+    p.add_argument(
+        "--reset-topic",
+        action="append",
+        default=[],
+        metavar="TOPIC",
+        help="the topic was replaced (new topic ID): record the reset and land the new stream beside the old",
+    )
     p.set_defaults(func=cmd_ingest)
 
     p = sub.add_parser("build", parents=[common], help="validate and build the dbt models (dbt build)")
@@ -171,6 +212,21 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--format", choices=["csv", "parquet"], default="csv")
     p.add_argument("--out", help="output file (default ./<schema.table>.<format>)")
     p.set_defaults(func=cmd_export)
+
+    p = sub.add_parser(
+        "maintain", parents=[common], help="compact, checkpoint and vacuum the lake's tables; offsets are kept"
+    )
+    p.add_argument(
+        "--retention-hours",
+        type=int,
+        metavar="H",
+        help="vacuum the files no version of the last H hours references (default and minimum: 168, 7 days)",
+    )
+    p.add_argument(
+        "--table", action="append", metavar="NAME", help="only this table (repeatable), e.g. fleet.gps or _batches"
+    )
+    p.add_argument("--target-file-mib", type=int, metavar="MIB", help="size of the compacted files (default 64)")
+    p.set_defaults(func=cmd_maintain)
 
     p = sub.add_parser("contracts", help="data contract tools")
     csub = p.add_subparsers(dest="contracts_command", required=True)

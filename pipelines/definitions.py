@@ -5,7 +5,8 @@ merges them, adds the shared resources and runs every job in one process (2-core
 one step at a time, no process per step). Everything is built lazily when Dagster loads the
 location, never at import; the resources read their environment when a run or a sensor tick
 starts (``TRADELAKE_HOME``; ``KAFKA_BOOTSTRAP_SERVERS`` / ``TRADELAKE_KAFKA_CONFIG`` or the embedded
-broker). ``TRADELAKE_SENSOR_INTERVAL`` (seconds, default 30) sets how often the lag sensor looks.
+broker). ``TRADELAKE_SENSOR_INTERVAL`` (seconds, default 30) sets how often the lag sensor looks,
+``TRADELAKE_MAINTENANCE_CRON`` (default ``17 * * * *``) when the lake's tables are maintained.
 """
 
 from __future__ import annotations
@@ -14,7 +15,7 @@ import os
 
 import dagster as dg
 
-from pipelines.defs import automation, contracts, dbt, landing
+from pipelines.defs import automation, contracts, dbt, landing, maintenance
 from pipelines.defs.resources import ContractPolicy, TradelakeResource
 
 
@@ -28,6 +29,7 @@ def build_definitions(
         contracts.defs(),
         dbt.defs(dbt_project_dir),
         automation.defs(sensor_interval_seconds),
+        maintenance.defs(),
         dg.Definitions(
             resources={
                 "tradelake": TradelakeResource(home=dg.EnvVar("TRADELAKE_HOME")),

@@ -1,0 +1,95 @@
+"""Maintenance of the lake's Delta tables as an asset, on a schedule (``tradelake maintain`` in Dagster).
+
+``lake_maintenance`` compacts each table's day partitions, checkpoints, vacuums and cleans the
+log (``pipelines.lake.maintain``); its materializations record what each run did, table by
+table. It sits in the landing group, beside the tables it maintains, but depends on no asset:
+downstream of the topics it would join every lag-triggered micro-batch, and compacting every
+30 s rewrites a day's files over and over. ``maintenance_schedule`` runs it on
+``TRADELAKE_MAINTENANCE_CRON`` (UTC, default ``17 * * * *``: hourly, away from the full hour
+the daily build starts on), read when the code location loads.
+"""
+
+import os
+
+import dagster as dg
+from pydantic import Field
+
+from pipelines.defs.landing import LANDING_GROUP
+from pipelines.defs.resources import TradelakeResource
+from pipelines.lake.maintain import DEFAULT_RETENTION_HOURS, DEFAULT_TARGET_SIZE, MaintenanceReport, run_maintenance
+
+MAINTENANCE_KEY = dg.AssetKey("lake_maintenance")
+MAINTENANCE_JOB = "maintenance"
+MAINTENANCE_SCHEDULE = "maintenance_schedule"
+CRON_VARIABLE = "TRADELAKE_MAINTENANCE_CRON"
+DEFAULT_CRON = "17 * * * *"
+
+
+class MaintenanceConfig(dg.Config):
+    retention_hours: int = Field(
+        default=DEFAULT_RETENTION_HOURS,
+        ge=DEFAULT_RETENTION_HOURS,
+        description="Vacuum the files no version of this many last hours references (at least Delta's 7 days).",
+    )
+    target_file_mib: int = Field(default=DEFAULT_TARGET_SIZE // 2**20, ge=1, description="Compacted file size.")
+
+
+def report_metadata(report: MaintenanceReport) -> dict[str, dg.MetadataValue]:
+    rows = [
+        f"| `{t.name}` | {t.files_before:,} | {t.files_after:,} | {t.bytes_after / 2**20:,.1f} "
+        f"| {t.partitions_compacted:,} | {t.files_vacuumed:,} | {t.version_after:,} | {t.seconds:.1f} |"
+        for t in report.tables
+    ]
+    header = "| table | files before | files after | MiB after | partitions compacted | vacuumed | version | s |"
+    return {
+        "tables": dg.MetadataValue.int(len(report.tables)),
+        "files_before": dg.MetadataValue.int(sum(t.files_before for t in report.tables)),
+        "files_after": dg.MetadataValue.int(sum(t.files_after for t in report.tables)),
+        "files_vacuumed": dg.MetadataValue.int(sum(t.files_vacuumed for t in report.tables)),
+        "bytes_after": dg.MetadataValue.int(sum(t.bytes_after for t in report.tables)),
+        "retention_hours": dg.MetadataValue.int(report.retention_hours),
+        "seconds": dg.MetadataValue.float(round(report.seconds, 3)),
+        "by_table": dg.MetadataValue.md("\n".join([header, "|---|--:|--:|--:|--:|--:|--:|--:|", *rows])),
+    }
+
+
+@dg.asset(
+    key=MAINTENANCE_KEY,
+    group_name=LANDING_GROUP,
+    kinds={"delta"},
+    description=(
+        "Maintenance of the lake's Delta tables (every topic, `_quarantine`, `_batches`, `_streams`): small files "
+        "compacted per `_ingest_date` partition, a checkpoint, files older than the retention period that no "
+        "version references vacuumed, expired log entries removed. Rows and committed offsets are unchanged."
+    ),
+    tags={"tradelake/layer": "landing"},
+)
+def lake_maintenance(
+    context: dg.AssetExecutionContext, config: MaintenanceConfig, tradelake: TradelakeResource
+) -> dg.MaterializeResult:
+    report = run_maintenance(
+        tradelake.settings(),
+        retention_hours=config.retention_hours,
+        target_size=config.target_file_mib * 2**20,
+        on_table=lambda t: context.log.info(t.line()),
+    )
+    context.log.info(report.summary())
+    return dg.MaterializeResult(metadata=report_metadata(report))
+
+
+def defs(cron: str | None = None) -> dg.Definitions:
+    """The asset, its job and its schedule (``cron`` default: ``$TRADELAKE_MAINTENANCE_CRON`` or hourly at :17)."""
+    job = dg.define_asset_job(
+        MAINTENANCE_JOB,
+        selection=[MAINTENANCE_KEY],
+        description="Compact, checkpoint and vacuum the lake's Delta tables.",
+    )
+    schedule = dg.ScheduleDefinition(
+        name=MAINTENANCE_SCHEDULE,
+        job=job,
+        cron_schedule=cron or os.environ.get(CRON_VARIABLE) or DEFAULT_CRON,
+        execution_timezone="UTC",
+        default_status=dg.DefaultScheduleStatus.RUNNING,
+        description="Maintain the lake's Delta tables (lake_maintenance) on TRADELAKE_MAINTENANCE_CRON.",
+    )
+    return dg.Definitions(assets=[lake_maintenance], jobs=[job], schedules=[schedule])
