@@ -8,10 +8,12 @@ import shutil
 from dataclasses import replace
 
 from pipelines.broker import EmbeddedBroker
-from pipelines.build import headline
+from pipelines.build import WAREHOUSE_FILE, headline
+from pipelines.catalog import TOPIC_NAMES
 from pipelines.defs.materialize import materialize_all
 from pipelines.errors import TradelakeError
-from pipelines.landing.ledger import DATA_DIRS, LEDGER_DIR
+from pipelines.lake.schemas import BATCHES_TABLE, QUARANTINE_TABLE, STREAMS_TABLE
+from pipelines.lake.tables import Lake
 from pipelines.produce import simulate
 from pipelines.settings import Settings
 from pipelines.simulator import SimulationConfig
@@ -21,10 +23,24 @@ log = logging.getLogger("tradelake")
 
 
 def reset_lake(settings: Settings) -> None:
-    """Empty the lake's landed state (not its personal-data key): a new embedded broker
-    starts at offset 0, so an old ledger would no longer describe it."""
-    for sub in (*DATA_DIRS, LEDGER_DIR):
-        shutil.rmtree(settings.home / sub, ignore_errors=True)
+    """Start from an empty lake and warehouse (not the personal-data key): a new embedded
+    broker starts at offset 0 with new topic IDs, so the old lake no longer describes it.
+
+    A lake in object storage is never deleted by the demo: it must already be empty.
+    """
+    if settings.lake.is_local:
+        shutil.rmtree(settings.lake.url, ignore_errors=True)
+    else:
+        lake = Lake(settings.lake)
+        found = [name for name in (*TOPIC_NAMES, QUARANTINE_TABLE, BATCHES_TABLE, STREAMS_TABLE) if lake.exists(name)]
+        if found:
+            names = ", ".join(found[:3]) + (", …" if len(found) > 3 else "")
+            raise TradelakeError(
+                f"the demo starts from an empty lake, but {settings.lake.url} already holds {len(found)} table(s) "
+                f"({names}): point TRADELAKE_LAKE_URL at an empty prefix"
+            )
+    for name in (WAREHOUSE_FILE, WAREHOUSE_FILE + ".wal"):
+        (settings.home / name).unlink(missing_ok=True)
 
 
 def run_demo(settings: Settings, events: int, seed: int) -> None:
@@ -34,7 +50,7 @@ def run_demo(settings: Settings, events: int, seed: int) -> None:
         return
     reset_lake(settings)
     with EmbeddedBroker(settings.home) as broker:
-        log.info("demo: embedded broker (Tansu) on %s, lake at %s", broker.bootstrap_servers, settings.home)
+        log.info("demo: embedded broker (Tansu) on %s, lake at %s", broker.bootstrap_servers, settings.lake.url)
         _run(replace(settings, bootstrap_servers=broker.bootstrap_servers), events, seed)
 
 
@@ -51,15 +67,16 @@ def _run(settings: Settings, events: int, seed: int) -> None:
         raise TradelakeError(done.summary())
     print()
     print(f"produced {sum(report.records_per_topic.values()):,} records; {done.summary()}")
-    print(format_lake(settings.home))
+    print(format_lake(settings))
     print()
     print(headline(settings))
     print()
-    print(f"lake: {settings.home}")
-    print("  landing/<topic>/*.parquet     valid records with lineage columns")
-    print("  quarantine/<topic>/*.parquet  rejected records, redacted raw bytes and the rule broken")
-    print("  _ledger/*.parquet             one manifest per micro-batch: offsets and counts")
-    print("  warehouse.duckdb              the marts: schemas pricing, rankings, finance, audit")
+    print(f"lake: {settings.lake.url} (Delta Lake tables; readers go through each table's Delta log)")
+    print("  <topic>/      one table per topic (e.g. fleet.gps): valid records with lineage columns")
+    print("  _quarantine/  rejected records of every topic: redacted raw bytes and the rules broken")
+    print("  _batches/     one row per micro-batch and partition: offsets, counts, contract results")
+    print("  _streams/     the Kafka topic ID each topic is read from (and its resets)")
+    print(f"warehouse: {settings.home / WAREHOUSE_FILE}  the marts: schemas pricing, rankings, finance, audit")
     print()
     print("next:")
     print("  make dagster                  Dagster UI on http://127.0.0.1:3000 (this demo's run, assets and checks;")

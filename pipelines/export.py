@@ -2,6 +2,8 @@
 
 Reads ``$TRADELAKE_HOME/warehouse.duckdb`` read-only and writes one relation, e.g.
 ``finance.payment_reconciliation``, with DuckDB's ``COPY`` (CSV with a header row, or Parquet).
+The staging views read the lake's Delta tables (``delta_scan``), so the connection can read
+the lake too (``pipelines.lake.duckdb_delta``).
 """
 
 from __future__ import annotations
@@ -33,11 +35,13 @@ def warehouse_path(settings: Settings) -> Path:
 def _connect(settings: Settings):
     import duckdb
 
+    from pipelines.lake.duckdb_delta import connect
+
     path = warehouse_path(settings)
     if not path.exists():
         raise TradelakeError(f"no warehouse at {path}: build the marts first ('tradelake build' or the Dagster UI)")
     try:
-        return duckdb.connect(str(path), read_only=True)
+        return connect(settings.lake, str(path), read_only=True)
     except duckdb.Error as e:
         raise TradelakeError(f"cannot open {path} read-only: {e}") from None
 

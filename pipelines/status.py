@@ -1,4 +1,10 @@
-"""``tradelake status``: per topic/partition, how far the lake is behind the cluster."""
+"""``tradelake status``: per topic/partition, how far the lake is behind the cluster.
+
+The lake's side comes from the ``_batches`` Delta table (committed versions only), restricted
+to the stream each topic is read from now (its latest ``_streams`` row): after
+``ingest --reset-topic`` the old stream's offsets stay in the lake but say nothing about the
+new stream's lag.
+"""
 
 from __future__ import annotations
 
@@ -6,12 +12,28 @@ from dataclasses import dataclass
 from datetime import UTC, datetime
 
 import duckdb
+import pyarrow as pa
 
 from pipelines import kafka
 from pipelines.catalog import TOPIC_NAMES
-from pipelines.landing.ledger import Ledger
+from pipelines.errors import TradelakeError
+from pipelines.lake.schemas import BATCHES_SCHEMA, BATCHES_TABLE
+from pipelines.lake.tables import Lake
+from pipelines.landing.stream import recorded_streams
 from pipelines.settings import Settings
 from pipelines.watermarks import high_watermarks
+
+_BATCH_COLUMNS = [
+    "topic",
+    "topic_id",
+    "partition",
+    "last_offset",
+    "landed",
+    "quarantined",
+    "tombstones",
+    "batch_id",
+    "ingested_at",
+]
 
 
 @dataclass
@@ -31,18 +53,43 @@ class PartitionStatus:
         return None if self.high_watermark is None else max(self.high_watermark - self.landed_up_to, 0)
 
 
-def partition_status(settings: Settings, with_broker: bool = True) -> list[PartitionStatus]:
-    """Ledger totals per partition, with the cluster's high watermarks when ``with_broker``."""
-    rows = (
-        duckdb.from_arrow(Ledger(settings.home).manifests())
-        .query(
-            "m",
-            "select topic, partition, max(last_offset) + 1, sum(landed), sum(quarantined), sum(tombstones), "
-            "max(batch_id), max(ingested_at) from m group by all",
-        )
-        .fetchall()
+def require_lake(settings: Settings) -> None:
+    """Refuse a home that has never been ingested into: there is nothing to show the status of."""
+    if not Lake(settings.lake).exists(BATCHES_TABLE):
+        raise TradelakeError(f"no lake at {settings.lake.url}; run 'tradelake ingest' first")
+
+
+def read_or_empty(lake: Lake, name: str, schema: pa.Schema, columns: list[str]) -> pa.Table:
+    """The table's committed rows; a table not created yet reads as empty."""
+    table = lake.read(name, columns)
+    return schema.empty_table().select(columns) if table is None else table
+
+
+def committed_positions(settings: Settings) -> dict[tuple[str, int], tuple]:
+    """Per (topic, partition) of the current stream: next offset, landed, quarantined,
+    tombstones, last batch and last ingestion time, from the committed ``_batches`` rows."""
+    lake = Lake(settings.lake)
+    batches = read_or_empty(lake, BATCHES_TABLE, BATCHES_SCHEMA, _BATCH_COLUMNS)
+    streams = recorded_streams(lake)
+    current = pa.table(
+        {"topic": list(streams), "topic_id": [s.topic_id for s in streams.values()]},
+        schema=pa.schema([("topic", pa.string()), ("topic_id", pa.string())]),
     )
-    landed = {(r[0], r[1]): r[2:] for r in rows}
+    with duckdb.connect() as con:
+        con.register("batches", batches)
+        con.register("current_stream", current)
+        rows = con.execute(
+            "select b.topic, b.partition, max(b.last_offset) + 1, sum(b.landed), sum(b.quarantined), "
+            "sum(b.tombstones), max(b.batch_id), max(b.ingested_at) "
+            "from batches b left join current_stream s on s.topic = b.topic "
+            "where s.topic is null or b.topic_id = s.topic_id group by all"
+        ).fetchall()
+    return {(r[0], r[1]): tuple(r[2:]) for r in rows}
+
+
+def partition_status(settings: Settings, with_broker: bool = True) -> list[PartitionStatus]:
+    """The lake's committed totals per partition, with the cluster's high watermarks when ``with_broker``."""
+    landed = committed_positions(settings)
     watermarks: dict[tuple[str, int], int] = {}
     if with_broker:
         client = kafka.admin(settings)

@@ -2,12 +2,13 @@
 
 from __future__ import annotations
 
-from pathlib import Path
-
 import duckdb
 
+from pipelines.lake.schemas import BATCHES_TABLE, QUARANTINE_SCHEMA, QUARANTINE_TABLE
+from pipelines.lake.tables import Lake
 from pipelines.landing.ingest import IngestStats
-from pipelines.landing.ledger import Ledger
+from pipelines.settings import Settings
+from pipelines.status import read_or_empty
 
 TopicRow = tuple[str, int, int, int, int]  # topic, records, landed, quarantined, tombstones
 
@@ -23,7 +24,7 @@ def _rule_lines(rules: dict[str, list[tuple[str, int]]]) -> list[str]:
     """Top three quarantine rules per topic; ``rules`` lists (rule, count) most frequent first."""
     if not rules:
         return []
-    lines = ["  quarantined by rule (top 3 per topic; all of them in quarantine/ and audit.quarantine):"]
+    lines = ["  quarantined by rule (top 3 per topic; all of them in the _quarantine table and audit.quarantine):"]
     for topic, counts in sorted(rules.items()):
         more = f" (+{len(counts) - 3} more rules)" if len(counts) > 3 else ""
         lines.append(f"    {topic}: " + ", ".join(f"{rule} ×{n:,}" for rule, n in counts[:3]) + more)
@@ -34,7 +35,7 @@ def format_ingest(stats: IngestStats) -> str:
     lines = [
         f"landed {stats.records:,} records in {stats.batches} batch(es), {stats.seconds:.1f}s "
         f"({stats.rate():,.0f} records/s): {stats.landed:,} landed, {stats.quarantined:,} quarantined, "
-        f"{stats.tombstones:,} tombstones, {stats.bytes_written / 1e6:,.1f} MB written"
+        f"{stats.tombstones:,} tombstones"
     ]
     if stats.per_topic:
         lines += _topic_table(
@@ -44,18 +45,23 @@ def format_ingest(stats: IngestStats) -> str:
     return "\n".join(lines)
 
 
-def format_lake(home: Path) -> str:
-    """Per-topic totals from the lake's ledger, top quarantine rules from its files."""
-    manifests = Ledger(home).manifests()
-    if not len(manifests):
-        return f"nothing has landed in {home}"
-    totals = duckdb.sql(
-        "select topic, sum(records), sum(landed), sum(quarantined), sum(tombstones) from manifests group by 1"
-    ).fetchall()
-    counts = duckdb.sql(
-        "select _topic, broken_rule, count(*) n from (select _topic, unnest(rules) broken_rule "
-        f"from read_parquet('{home}/quarantine/*/*.parquet')) group by all order by n desc, broken_rule"
-    ).fetchall()
+def format_lake(settings: Settings) -> str:
+    """Per-topic totals of the lake's committed batches, top quarantine rules from its quarantine table."""
+    lake = Lake(settings.lake)
+    batches = lake.read(BATCHES_TABLE, ["topic", "records", "landed", "quarantined", "tombstones"])
+    if batches is None or not len(batches):
+        return f"nothing has landed in {settings.lake.url}"
+    quarantine = read_or_empty(lake, QUARANTINE_TABLE, QUARANTINE_SCHEMA, ["_topic", "rules"])
+    with duckdb.connect() as con:
+        con.register("batches", batches)
+        con.register("quarantine", quarantine)
+        totals = con.execute(
+            "select topic, sum(records), sum(landed), sum(quarantined), sum(tombstones) from batches group by 1"
+        ).fetchall()
+        counts = con.execute(
+            "select _topic, broken_rule, count(*) n from (select _topic, unnest(rules) broken_rule from quarantine) "
+            "group by all order by n desc, broken_rule"
+        ).fetchall()
     rules: dict[str, list[tuple[str, int]]] = {}
     for topic, rule, n in counts:
         rules.setdefault(topic, []).append((rule, n))

@@ -1,9 +1,10 @@
 """Automation: continuous micro-batches on lag, a daily full build, freshness on the marts.
 
 - ``landing_lag_sensor`` (every ``minimum_interval_seconds``, default 30 s) reads each
-  partition's lag (high watermark − what the ledger has landed). When any topic lags it
-  requests a ``micro_batch`` run of the lagging topics' landing assets, the lake's ledger and
-  quarantine, and everything downstream of them (their contract checks, then ``dbt build`` of
+  partition's lag (high watermark − the offsets the lake's ``_batches`` table has committed,
+  as ``tradelake status`` does). When any topic lags it requests a ``micro_batch`` run of the
+  lagging topics' landing assets, the lake's ``_batches`` and ``_quarantine`` tables, and
+  everything downstream of them (their contract checks, then ``dbt build`` of
   the affected models: incremental models only process the new batches). It skips while a
   micro-batch run is queued or running, and does not request the same lag twice (the run key
   is the lagging partitions' positions and high watermarks), so a failed run is retried when
@@ -23,7 +24,7 @@ from collections import defaultdict
 import dagster as dg
 
 from pipelines.defs.dbt import DBT_OP_NAME, DbtBuildConfig
-from pipelines.defs.landing import LANDING_GROUP, LEDGER_KEY, QUARANTINE_KEY, topic_key
+from pipelines.defs.landing import BATCHES_KEY, LANDING_GROUP, QUARANTINE_KEY, topic_key
 from pipelines.defs.resources import TradelakeResource
 from pipelines.errors import TradelakeError
 from pipelines.status import PartitionStatus, partition_status
@@ -104,7 +105,7 @@ def build_lag_sensor(minimum_interval_seconds: int = DEFAULT_SENSOR_INTERVAL) ->
             return dg.SkipReason(
                 f"{sum(lag.values()):,} records of lag; run {active[0].dagster_run.run_id[:8]} is still landing"
             )
-        roots = [topic_key(t) for t in sorted(lag)] + [LEDGER_KEY, QUARANTINE_KEY]
+        roots = [topic_key(t) for t in sorted(lag)] + [BATCHES_KEY, QUARANTINE_KEY]
         selected = dg.AssetSelection.assets(*roots).downstream().resolve(context.repository_def.asset_graph)
         summary = ", ".join(f"{t} {n:,}" for t, n in sorted(lag.items()))
         context.log.info(f"lag: {summary}")

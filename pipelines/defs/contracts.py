@@ -1,7 +1,8 @@
 """Contract checks: per topic, a blocking asset check over the run's validation results.
 
 Landing routes every record through the topic's contracts (GX suites in ``expectations/``)
-and writes, per micro-batch, ``$TRADELAKE_HOME/validation/<batch>.json``: for each suite the
+and commits, per micro-batch and topic, the validation result in the ``validation`` column of
+the topic's ``_batches`` rows (the same JSON on each partition's row): for each suite the
 rows it judged and, per rule, the rows that broke it, its severity and its ``mostly``. The
 check of a topic reads the validation results of the batches its latest materialization
 wrote (``first_batch``…``last_batch`` in the landing metadata) and fails with severity ERROR
@@ -26,16 +27,17 @@ import math
 from collections import defaultdict
 from collections.abc import Iterable, Iterator, Mapping
 from dataclasses import dataclass, field
-from pathlib import Path
 from statistics import NormalDist
 from typing import Any
 
 import dagster as dg
+import pyarrow.dataset as ds
 
 from pipelines.catalog import TOPIC_NAMES
 from pipelines.defs.landing import TOPIC_BY_KEY, topic_key
 from pipelines.defs.resources import ContractPolicy, TradelakeResource
-from pipelines.landing.ledger import batch_file_name
+from pipelines.lake.schemas import BATCHES_TABLE
+from pipelines.lake.tables import Lake
 
 CHECK_NAME = "contract"
 STRUCTURAL = "(structure)"  # the "suite" of records no suite could judge
@@ -172,19 +174,27 @@ def declared_mostly() -> dict[tuple[str, str], float]:
     return declared
 
 
-def read_validations(home: Path, batches: Iterable[int]) -> list[dict[str, Any]]:
-    """The validation documents of the given batches (a batch without one is skipped)."""
-    docs = []
-    for b in batches:
-        path = home / "validation" / batch_file_name(b, ".json")
-        if path.exists():
-            docs.append(json.loads(path.read_text()))
-    return docs
+Validation = tuple[int, Mapping[str, Any]]  # batch id, the topic's validation result in that batch
+
+
+def read_validations(lake: Lake, topic: str, batches: tuple[int, int] | None) -> list[Validation]:
+    """The topic's committed validation results of the batches ``first``…``last``, one per batch
+    (the same JSON is on each partition's row of the batch)."""
+    dt = lake.table(BATCHES_TABLE)
+    if dt is None or batches is None:
+        return []
+    first, last = batches
+    rows = dt.to_pyarrow_dataset().to_table(
+        columns=["batch_id", "validation"],
+        filter=(ds.field("topic") == topic) & (ds.field("batch_id") >= first) & (ds.field("batch_id") <= last),
+    )
+    by_batch = dict(zip(rows["batch_id"].to_pylist(), rows["validation"].to_pylist(), strict=True))
+    return [(b, json.loads(by_batch[b])) for b in sorted(by_batch)]
 
 
 def evaluate_contract(
     topic: str,
-    validations: Iterable[Mapping[str, Any]],
+    validations: Iterable[Validation],
     declared: Mapping[tuple[str, str], float],
     default_mostly: float,
     confidence: float = 0.0,
@@ -195,23 +205,20 @@ def evaluate_contract(
     unexpected: dict[tuple[str, str], int] = defaultdict(int)
     severity: dict[tuple[str, str], str] = {}
     structural: dict[str, int] = defaultdict(int)
-    for doc in validations:
-        for entry in doc.get("topics", []):
-            if entry.get("topic") != topic:
-                continue
-            result.batches.append(int(doc["batch_id"]))
-            result.landed += int(entry.get("landed", 0))
-            result.quarantined += int(entry.get("quarantined", 0))
-            result.records += int(entry.get("landed", 0)) + int(entry.get("quarantined", 0))
-            for suite in entry.get("suites", []):
-                name = suite["suite"]
-                judged[name] += int(suite["statistics"]["evaluated_rows"])
-                for r in suite["results"]:
-                    key = (name, r["rule"])
-                    unexpected[key] += int(r["unexpected_count"])
-                    severity[key] = str(r.get("severity", "critical"))
-            for rule, n in (entry.get("no_contract") or {}).items():
-                structural[rule] += int(n)
+    for batch_id, entry in validations:
+        result.batches.append(batch_id)
+        result.landed += int(entry.get("landed", 0))
+        result.quarantined += int(entry.get("quarantined", 0))
+        result.records += int(entry.get("landed", 0)) + int(entry.get("quarantined", 0))
+        for suite in entry.get("suites", []):
+            name = suite["suite"]
+            judged[name] += int(suite["statistics"]["evaluated_rows"])
+            for r in suite["results"]:
+                key = (name, r["rule"])
+                unexpected[key] += int(r["unexpected_count"])
+                severity[key] = str(r.get("severity", "critical"))
+        for rule, n in (entry.get("no_contract") or {}).items():
+            structural[rule] += int(n)
     result.batches.sort()
     for (suite, rule), n in sorted(unexpected.items()):
         mostly = declared.get((suite, rule), default_mostly)
@@ -221,14 +228,15 @@ def evaluate_contract(
     return result
 
 
-def _batches_of_latest_landing(instance: dg.DagsterInstance, key: dg.AssetKey) -> list[int]:
+def _batches_of_latest_landing(instance: dg.DagsterInstance, key: dg.AssetKey) -> tuple[int, int] | None:
+    """The first and last batch the asset's latest materialization committed (None: none)."""
     event = instance.get_latest_materialization_event(key)
     if event is None or event.asset_materialization is None:
-        return []
+        return None
     md = event.asset_materialization.metadata
     if "first_batch" not in md or "last_batch" not in md:
-        return []
-    return list(range(int(md["first_batch"].value), int(md["last_batch"].value) + 1))
+        return None
+    return int(md["first_batch"].value), int(md["last_batch"].value)
 
 
 @dg.multi_asset_check(
@@ -250,14 +258,14 @@ def _batches_of_latest_landing(instance: dg.DagsterInstance, key: dg.AssetKey) -
 def contract_checks(
     context: dg.AssetCheckExecutionContext, tradelake: TradelakeResource, contract_policy: ContractPolicy
 ) -> Iterator[dg.AssetCheckResult]:
-    settings = tradelake.settings()
+    lake = Lake(tradelake.settings().lake)
     declared = declared_mostly()
     for check_key in sorted(context.selected_asset_check_keys, key=lambda k: k.asset_key.to_user_string()):
         topic = TOPIC_BY_KEY[check_key.asset_key]
         batches = _batches_of_latest_landing(context.instance, check_key.asset_key)
         evaluation = evaluate_contract(
             topic,
-            read_validations(settings.home, batches),
+            read_validations(lake, topic, batches),
             declared,
             contract_policy.default_mostly,
             contract_policy.confidence,

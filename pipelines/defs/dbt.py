@@ -5,7 +5,7 @@ Asset keys are the relations themselves, ``<schema>/<model>`` (``staging/stg_fle
 in (``models/staging`` → ``staging``, ``models/marts/finance`` → ``finance``), which the
 project also uses as the relation's schema. dbt sources are the landing assets: a source
 table whose ``meta.topic`` names a Kafka topic is ``landing/<topic>``, and the lake's own
-tables (source ``lake``) are ``landing/ledger`` and ``landing/quarantine``, so the global
+tables (source ``lake``) are ``landing/batches`` and ``landing/quarantine``, so the global
 graph reads topic → staging → dimensions/marts. A model file added under ``dbt/models/``
 shows up with no Python change: the manifest is re-parsed whenever the project changed.
 
@@ -41,7 +41,7 @@ import dagster as dg
 from dagster_dbt import DagsterDbtTranslator, DagsterDbtTranslatorSettings, DbtCliResource, DbtProject, dbt_assets
 
 from pipelines.build import lake_replaced
-from pipelines.defs.landing import LEDGER_KEY, QUARANTINE_KEY, topic_key
+from pipelines.defs.landing import BATCHES_KEY, QUARANTINE_KEY, topic_key
 from pipelines.defs.resources import TradelakeResource
 from pipelines.errors import TradelakeError
 
@@ -54,7 +54,7 @@ DEFAULT_GROUP = "dbt"
 # Dagster's freshness daemon and shown on each mart.
 MART_FRESHNESS = dg.FreshnessPolicy.time_window(fail_window=timedelta(hours=26), warn_window=timedelta(hours=24))
 # The lake's bookkeeping tables, declared in the dbt source named "lake".
-LAKE_SOURCES = {"batches": LEDGER_KEY, "quarantine": QUARANTINE_KEY}
+LAKE_SOURCES = {"batches": BATCHES_KEY, "quarantine": QUARANTINE_KEY}
 # Paths of a dbt project that are outputs, not sources, for the manifest's freshness.
 _NOT_PROJECT_FILES = {"target", "logs", "dbt_packages"}
 

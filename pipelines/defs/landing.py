@@ -1,37 +1,45 @@
 """Landing as assets: one asset per catalog topic, all materialized by one micro-batch run.
 
 ``land_topics`` runs one ``Lander(...).run(follow=False)``: every selected topic is landed up
-to the high watermarks read when the run starts, exactly once (the lake's ledger is the
-commit point, see pipelines/landing). Each topic's materialization carries what that run did
-to it: records landed / quarantined / tombstones, offset range per partition, lag left,
-bytes written, rate, the batches written (read back by the contract checks) and the landed
-schema.
+to the high watermarks read when the run starts, exactly once (each Delta table's log records
+the offsets it has committed, see pipelines/lake). Each topic's materialization carries what
+that run did to it, read back from the lake's committed state: records landed / quarantined /
+tombstones and offset range per partition (the run's ``_batches`` rows), lag left, bytes of
+the data files the run added to the topic's table and its row count (from the Delta log, no
+data file is read), rate, the batches written (read back by the contract checks) and the
+table's schema.
 
-Two more assets of the same run describe the lake's own bookkeeping, which every landing run
-appends to and which dbt reads as sources: ``landing/ledger`` (one manifest per micro-batch)
-and ``landing/quarantine`` (rejected records of every topic).
+Two more assets of the same run are the lake's own tables, which every landing run appends
+to and which dbt reads as sources: ``landing/batches`` (the ``_batches`` table: one row per
+micro-batch and partition) and ``landing/quarantine`` (the ``_quarantine`` table: rejected
+records of every topic).
 
-Subsetting: selecting some topics lands only those topics (each partition's position is
-independent in the ledger); selecting only ``ledger``/``quarantine`` lands every topic.
+Subsetting: selecting some topics lands only those topics (each partition's committed offset
+is independent); selecting only ``batches``/``quarantine`` lands every topic.
 """
 
-from collections import Counter, defaultdict
+from collections import Counter
 from collections.abc import Iterable, Iterator
-from pathlib import Path
 from typing import Any
 
 import dagster as dg
+import pyarrow as pa
+import pyarrow.compute as pc
+import pyarrow.dataset as ds
 
 from pipelines.catalog import TOPICS
 from pipelines.defs.resources import TradelakeResource
+from pipelines.lake.schemas import BATCHES_TABLE, QUARANTINE_TABLE
+from pipelines.lake.tables import Lake
 from pipelines.landing.ingest import IngestStats, Lander
-from pipelines.landing.ledger import Ledger, batch_file_name
 from pipelines.settings import Settings
 from pipelines.status import partition_status
 
 LANDING_GROUP = "landing"
-LEDGER_KEY = dg.AssetKey([LANDING_GROUP, "ledger"])
+BATCHES_KEY = dg.AssetKey([LANDING_GROUP, "batches"])
 QUARANTINE_KEY = dg.AssetKey([LANDING_GROUP, "quarantine"])
+COUNTS = ("records", "landed", "quarantined", "tombstones")
+_BATCH_COLUMNS = ["batch_id", "topic", "partition", "first_offset", "last_offset", *COUNTS]
 
 
 def topic_key(topic: str) -> dg.AssetKey:
@@ -48,11 +56,11 @@ def _topic_spec(name: str, key: str, partitions: int, is_cdc: bool) -> dg.AssetS
         key=topic_key(name),
         group_name=LANDING_GROUP,
         description=(
-            f"Kafka topic `{name}` ({kind}, key `{key}`, {partitions} partition(s)) landed as Parquet "
-            f"micro-batches in `$TRADELAKE_HOME/landing/{name}/`: one row per valid record with the lineage "
-            "columns; records breaking the topic's contract go to quarantine."
+            f"Kafka topic `{name}` ({kind}, key `{key}`, {partitions} partition(s)) landed in the Delta table "
+            f"`<lake>/{name}` (partitioned by `_ingest_date`): one row per valid record with the lineage columns; "
+            "records breaking the topic's contract go to quarantine."
         ),
-        kinds={"kafka", "parquet"},
+        kinds={"kafka", "delta"},
         metadata={"topic": name, "message_key": key, "partitions": partitions},
         tags={"tradelake/layer": "landing"},
     )
@@ -62,14 +70,14 @@ def landing_specs() -> list[dg.AssetSpec]:
     specs = [_topic_spec(t.name, t.key, t.partitions, t.is_cdc) for t in TOPICS]
     specs.append(
         dg.AssetSpec(
-            key=LEDGER_KEY,
+            key=BATCHES_KEY,
             group_name=LANDING_GROUP,
             description=(
-                "The lake's ledger `$TRADELAKE_HOME/_ledger/`: one manifest per micro-batch (offset range and "
-                "records landed / quarantined / tombstones per topic-partition). Its rename is the commit point "
-                "of exactly-once landing; audit.ingestion_completeness reconciles it."
+                "The lake's `_batches` Delta table: one row per micro-batch and topic-partition (offset range, "
+                "records landed / quarantined / tombstones, the Kafka topic ID, the contract validation results). "
+                "Its commit carries the batch's offsets; audit.ingestion_completeness reconciles it."
             ),
-            kinds={"parquet"},
+            kinds={"delta"},
             tags={"tradelake/layer": "landing"},
         )
     )
@@ -78,94 +86,104 @@ def landing_specs() -> list[dg.AssetSpec]:
             key=QUARANTINE_KEY,
             group_name=LANDING_GROUP,
             description=(
-                "Records rejected by the data contracts, every topic (`$TRADELAKE_HOME/quarantine/<topic>/`): "
+                "Records rejected by the data contracts, every topic (the lake's `_quarantine` Delta table): "
                 "lineage, redacted raw bytes, the rules broken and a readable reason."
             ),
-            kinds={"parquet"},
+            kinds={"delta"},
             tags={"tradelake/layer": "landing"},
         )
     )
     return specs
 
 
+def _last_batch(lake: Lake) -> int:
+    """The newest committed batch id (0 when nothing has been committed)."""
+    batches = lake.read(BATCHES_TABLE, ["batch_id"])
+    return 0 if batches is None else pc.max(batches["batch_id"]).as_py() or 0
+
+
 def run_landing(settings: Settings, topics: Iterable[str] | None = None) -> tuple[IngestStats, list[dict[str, Any]]]:
-    """Land ``topics`` (default: all) once; return the stats and the ledger rows this run committed."""
+    """Land ``topics`` (default: all) once; return the stats and the ``_batches`` rows this run committed."""
     selected = set(topics) if topics is not None else {t.name for t in TOPICS}
-    first_batch = Ledger(settings.home).next_batch_id()
-    lander = Lander(settings, topics=[t.name for t in TOPICS if t.name in selected])
-    stats = lander.run(follow=False)
-    committed = [r for r in Ledger(settings.home).manifests().to_pylist() if r["batch_id"] >= first_batch]
-    return stats, committed
+    lake = Lake(settings.lake)
+    before = _last_batch(lake)
+    stats = Lander(settings, topics=[t.name for t in TOPICS if t.name in selected]).run(follow=False)
+    dt = lake.table(BATCHES_TABLE)
+    if dt is None:
+        return stats, []
+    committed = dt.to_pyarrow_dataset().to_table(columns=_BATCH_COLUMNS, filter=ds.field("batch_id") > before)
+    return stats, committed.to_pylist()
 
 
-def _file_bytes(home: Path, topic: str, batch_ids: Iterable[int]) -> int:
-    total = 0
-    for b in batch_ids:
-        for kind in ("landing", "quarantine"):
-            path = home / kind / topic / batch_file_name(b)
-            if path.exists():
-                total += path.stat().st_size
-    return total
+def log_files(lake: Lake, name: str) -> pa.Table | None:
+    """A table's live data files as its Delta log lists them (size, rows, column stats), without reading them."""
+    dt = lake.table(name)
+    return None if dt is None else pa.table(dt.get_add_actions(flatten=True))
+
+
+def row_count(files: pa.Table | None) -> int:
+    return 0 if files is None else pc.sum(files["num_records"]).as_py() or 0
+
+
+def bytes_of_batches(files: pa.Table | None, batches: list[int]) -> int:
+    """Bytes of the data files holding only rows of ``batches`` (what a run added, until compaction)."""
+    if files is None or not batches:
+        return 0
+    ours = pc.and_(
+        pc.greater_equal(files["min._batch_id"], batches[0]), pc.less_equal(files["max._batch_id"], batches[-1])
+    )
+    return pc.sum(files.filter(ours)["size_bytes"]).as_py() or 0
 
 
 def topic_metadata(
-    settings: Settings,
+    lake: Lake,
     topic: str,
     stats: IngestStats,
     committed: list[dict[str, Any]],
     lag: dict[int, int],
-    totals: dict[str, int],
-    schema: Any = None,
 ) -> dict[str, Any]:
     """What one landing run did to one topic, as materialization metadata."""
     rows = [r for r in committed if r["topic"] == topic]
     batches = sorted({r["batch_id"] for r in rows})
-    counts = {k: sum(r[k] for r in rows) for k in ("records", "landed", "quarantined", "tombstones")}
+    counts = {k: sum(r[k] for r in rows) for k in COUNTS}
     offsets: dict[str, list[int]] = {}
     for r in sorted(rows, key=lambda r: (r["partition"], r["first_offset"])):
         span = offsets.setdefault(str(r["partition"]), [r["first_offset"], r["last_offset"]])
         span[1] = max(span[1], r["last_offset"])
+    files = log_files(lake, topic)
     metadata: dict[str, Any] = {
         **{k: dg.MetadataValue.int(v) for k, v in counts.items()},
         "offset_range": dg.MetadataValue.json(offsets),
         "lag": dg.MetadataValue.int(sum(lag.values())),
         "lag_by_partition": dg.MetadataValue.json({str(p): n for p, n in sorted(lag.items())}),
-        "bytes_written": dg.MetadataValue.int(_file_bytes(settings.home, topic, batches)),
+        "bytes_written": dg.MetadataValue.int(bytes_of_batches(files, batches)),
         "records_per_second": dg.MetadataValue.float(
             round(counts["records"] / stats.seconds, 1) if stats.seconds else 0.0
         ),
         "batches": dg.MetadataValue.int(len(batches)),
         "quarantine_rules": dg.MetadataValue.json(dict(Counter(stats.quarantine_rules.get(topic, {})).most_common())),
-        "dagster/row_count": dg.MetadataValue.int(totals.get(topic, 0)),
-        "path": dg.MetadataValue.path(str(settings.home / "landing" / topic)),
+        "dagster/row_count": dg.MetadataValue.int(row_count(files)),
+        "path": dg.MetadataValue.path(lake.uri(topic)),
     }
     if batches:
         # Read back by the contract checks: the validation results of exactly these batches.
         metadata["first_batch"] = dg.MetadataValue.int(batches[0])
         metadata["last_batch"] = dg.MetadataValue.int(batches[-1])
-    if schema is not None:
+    dt = lake.table(topic)
+    if dt is not None:
         metadata["dagster/column_schema"] = dg.TableSchema(
-            columns=[dg.TableColumn(name=f.name, type=str(f.type)) for f in schema]
+            columns=[dg.TableColumn(name=f.name, type=str(f.type)) for f in pa.schema(dt.schema().to_arrow())]
         )
     return metadata
 
 
 def _lag_by_topic(settings: Settings, topics: Iterable[str]) -> dict[str, dict[int, int]]:
     wanted = set(topics)
-    lag: dict[str, dict[int, int]] = defaultdict(dict)
+    lag: dict[str, dict[int, int]] = {}
     for row in partition_status(settings):
         if row.topic in wanted and row.lag is not None:
-            lag[row.topic][row.partition] = row.lag
+            lag.setdefault(row.topic, {})[row.partition] = row.lag
     return lag
-
-
-def _totals(manifests: list[dict[str, Any]]) -> dict[str, dict[str, int]]:
-    """Per topic, every record the lake has represented so far (all committed batches)."""
-    totals: dict[str, dict[str, int]] = defaultdict(lambda: defaultdict(int))
-    for r in manifests:
-        for k in ("records", "landed", "quarantined", "tombstones"):
-            totals[r["topic"]][k] += r[k]
-    return totals
 
 
 @dg.multi_asset(
@@ -178,43 +196,33 @@ def land_topics(context: dg.AssetExecutionContext, tradelake: TradelakeResource)
     selected = context.selected_asset_keys
     topics = [t for k, t in TOPIC_BY_KEY.items() if k in selected] or list(TOPIC_BY_KEY.values())
     settings = tradelake.settings()
-    context.log.info(f"landing {len(topics)} topic(s) into {settings.home}")
+    lake = Lake(settings.lake)
+    context.log.info(f"landing {len(topics)} topic(s) into {settings.lake.url}")
     stats, committed = run_landing(settings, topics)
     lag = _lag_by_topic(settings, topics)
-    manifests = Ledger(settings.home).manifests().to_pylist()
-    totals = _totals(manifests)
-    schemas = _landed_schemas(settings, topics)
     context.log.info(
         f"landed {stats.records:,} records in {stats.batches} batch(es), {stats.seconds:.1f}s: "
         f"{stats.landed:,} landed, {stats.quarantined:,} quarantined, {stats.tombstones:,} tombstones"
     )
     for topic in topics:
         yield dg.MaterializeResult(
-            asset_key=topic_key(topic),
-            metadata=topic_metadata(
-                settings,
-                topic,
-                stats,
-                committed,
-                lag.get(topic, {}),
-                {t: c["landed"] for t, c in totals.items()},
-                schemas.get(topic),
-            ),
+            asset_key=topic_key(topic), metadata=topic_metadata(lake, topic, stats, committed, lag.get(topic, {}))
         )
     batches = sorted({r["batch_id"] for r in committed})
-    if LEDGER_KEY in selected:
+    if BATCHES_KEY in selected:
         yield dg.MaterializeResult(
-            asset_key=LEDGER_KEY,
+            asset_key=BATCHES_KEY,
             metadata={
                 "batches": dg.MetadataValue.int(len(batches)),
                 "first_batch": dg.MetadataValue.int(batches[0]) if batches else dg.MetadataValue.null(),
                 "last_batch": dg.MetadataValue.int(batches[-1]) if batches else dg.MetadataValue.null(),
                 "records": dg.MetadataValue.int(stats.records),
-                "dagster/row_count": dg.MetadataValue.int(len(manifests)),
-                "path": dg.MetadataValue.path(str(settings.home / "_ledger")),
+                "dagster/row_count": dg.MetadataValue.int(row_count(log_files(lake, BATCHES_TABLE))),
+                "path": dg.MetadataValue.path(lake.uri(BATCHES_TABLE)),
             },
         )
     if QUARANTINE_KEY in selected:
+        files = log_files(lake, QUARANTINE_TABLE)
         yield dg.MaterializeResult(
             asset_key=QUARANTINE_KEY,
             metadata={
@@ -222,22 +230,11 @@ def land_topics(context: dg.AssetExecutionContext, tradelake: TradelakeResource)
                 "quarantined_by_topic": dg.MetadataValue.json(
                     {t: c["quarantined"] for t, c in sorted(stats.per_topic.items()) if c["quarantined"]}
                 ),
-                "dagster/row_count": dg.MetadataValue.int(sum(c["quarantined"] for c in totals.values())),
-                "path": dg.MetadataValue.path(str(settings.home / "quarantine")),
+                "bytes_written": dg.MetadataValue.int(bytes_of_batches(files, batches)),
+                "dagster/row_count": dg.MetadataValue.int(row_count(files)),
+                "path": dg.MetadataValue.path(lake.uri(QUARANTINE_TABLE)),
             },
         )
-
-
-def _landed_schemas(settings: Settings, topics: Iterable[str]) -> dict[str, Any]:
-    """The landed Parquet schema of each topic (batch 0 holds it, written by every run)."""
-    import pyarrow.parquet as pq
-
-    schemas = {}
-    for topic in topics:
-        path = settings.home / "landing" / topic / batch_file_name(0)
-        if path.exists():
-            schemas[topic] = pq.read_schema(path)
-    return schemas
 
 
 def defs() -> dg.Definitions:

@@ -1,60 +1,121 @@
-"""Independent checks of a lake against the broker: what exactly-once means, as code."""
+"""Independent checks of a lake against the broker: what exactly-once means, as code.
+
+The lake is opened with ``deltalake`` directly (``DeltaTable(uri).to_pyarrow_table()``), never
+through tradelake's readers, and the offsets each table has committed are read from its own
+Delta log (application transactions ``tradelake:<topic>@<topic id>:<partition>``).
+"""
 
 from __future__ import annotations
 
-from collections import Counter
-from pathlib import Path
+from collections import Counter, defaultdict
 
-import duckdb
+import pyarrow as pa
+from deltalake import DeltaTable
 
 from pipelines import kafka
 from pipelines.catalog import TOPIC_NAMES
-from pipelines.landing.ledger import Ledger
 from pipelines.settings import Settings
 from pipelines.watermarks import high_watermarks
 
+OLD_LAYOUT = ("landing", "quarantine", "validation", "_ledger")
+LINEAGE = ["_topic", "_partition", "_offset", "_batch_id"]
+Key = tuple[str, str, int]  # (topic, topic id, partition): one partition of one stream
 
-def offsets_in_files(home: Path) -> list[tuple[str, int, int]]:
-    """(topic, partition, offset) of every landed and quarantined row."""
-    rows: list[tuple[str, int, int]] = []
-    for kind in ("landing", "quarantine"):
-        if list((home / kind).glob("*/*.parquet")):
-            rows += duckdb.sql(
-                f"select _topic, _partition, _offset from read_parquet('{home / kind}/*/*.parquet', union_by_name=true)"
-            ).fetchall()
-    return rows
+
+def open_table(settings: Settings, name: str) -> DeltaTable:
+    """A lake table at its latest committed version, opened with deltalake."""
+    return DeltaTable(settings.lake.table_uri(name), storage_options=dict(settings.lake.storage_options) or None)
+
+
+def read_table(settings: Settings, name: str, columns: list[str] | None = None) -> pa.Table:
+    """The committed rows of a lake table."""
+    return open_table(settings, name).to_pyarrow_table(columns=columns)
+
+
+def _streams_by_first_batch(batches: list[dict]) -> dict[str, list[tuple[int, str]]]:
+    """Per topic, (first batch id, topic id) of each stream it was read from, oldest first."""
+    first: dict[tuple[str, str], int] = {}
+    for b in batches:
+        key = (b["topic"], b["topic_id"])
+        first[key] = min(first.get(key, b["batch_id"]), b["batch_id"])
+    streams: dict[str, list[tuple[int, str]]] = defaultdict(list)
+    for (topic, topic_id), batch_id in sorted(first.items(), key=lambda kv: kv[1]):
+        streams[topic].append((batch_id, topic_id))
+    return streams
 
 
 def assert_exactly_once(settings: Settings) -> dict[tuple[str, int], int]:
-    """Every record up to the high watermark is represented exactly once; returns the HWs."""
-    home = settings.home
-    manifests = Ledger(home).manifests().to_pylist()
+    """Every record up to the high watermark is represented exactly once; returns the HWs.
+
+    Per stream (a topic read under one Kafka topic ID; a row belongs to the stream of its batch,
+    since a reset stream starts again at offset 0) and partition: the ``_batches`` ranges tile
+    0…last without gap or overlap, every offset is in exactly one of the topic table, the
+    quarantine or the tombstone counts, the counts match the rows, and each table's log has
+    committed what it holds. The current stream of each topic (its latest ``_streams`` row)
+    ends at the broker's high watermark.
+    """
+    for old in OLD_LAYOUT:
+        assert not (settings.home / old).exists(), f"old lake layout written: {settings.home / old}"
+    tables = {name: open_table(settings, name) for name in (*TOPIC_NAMES, "_quarantine", "_batches", "_streams")}
+    batches = tables["_batches"].to_pyarrow_table().to_pylist()
+    streams = sorted(tables["_streams"].to_pyarrow_table().to_pylist(), key=lambda s: s["since"])
+    current = {s["topic"]: s["topic_id"] for s in streams}
     metadata = kafka.admin(settings).list_topics(timeout=10).topics
-    # every partition of every catalog topic on the broker, not only those the ledger knows:
+    # every partition of every catalog topic on the broker, not only those the lake knows:
     # a partition the lander skipped entirely must fail here too
     partitions = [(t, p) for t in TOPIC_NAMES if t in metadata for p in metadata[t].partitions]
     hws = high_watermarks(settings, partitions)
-    in_files = offsets_in_files(home)
-    dupes = [k for k, n in Counter(in_files).items() if n > 1]
-    assert not dupes, f"records landed twice: {dupes[:5]}"
-    per_partition = Counter((t, p) for t, p, _ in in_files)
-    tombstones = Counter()
-    for m in manifests:
-        tombstones[(m["topic"], m["partition"])] += m["tombstones"]
-    for key, hw in hws.items():
-        assert per_partition[key] + tombstones[key] == hw, f"{key}: {per_partition[key]} + {tombstones[key]} != {hw}"
-        ranges = sorted((m["first_offset"], m["last_offset"]) for m in manifests if (m["topic"], m["partition"]) == key)
-        expected_first = 0
-        for first, last in ranges:
-            assert first == expected_first, f"{key}: manifest gap/overlap at {first}, expected {expected_first}"
-            expected_first = last + 1
-        assert expected_first == hw
-    for m in manifests:
-        assert m["records"] == m["landed"] + m["quarantined"] + m["tombstones"]
-    committed = Ledger(home).committed_batch_ids()
-    for kind in ("landing", "quarantine", "validation"):
-        for f in (home / kind).rglob("*"):
-            if f.is_file():
-                assert int(f.name.split(".")[0]) in committed, f"orphan file {f}"
-    assert not list(home.rglob("*.tmp")), "temp files left behind"
+
+    by_first_batch = _streams_by_first_batch(batches)
+
+    def stream_of(row: dict) -> Key:
+        ids = [topic_id for first, topic_id in by_first_batch.get(row["_topic"], []) if first <= row["_batch_id"]]
+        assert ids, f"a row of batch {row['_batch_id']} of {row['_topic']}, which no _batches row covers"
+        return row["_topic"], ids[-1], row["_partition"]
+
+    held: dict[str, dict[Key, list[int]]] = {}
+    for name in (*TOPIC_NAMES, "_quarantine"):
+        rows = tables[name].to_pyarrow_table(columns=LINEAGE).to_pylist()
+        assert name == "_quarantine" or all(r["_topic"] == name for r in rows), f"rows of another topic in {name}"
+        held[name] = defaultdict(list)
+        for r in rows:
+            held[name][stream_of(r)].append(r["_offset"])
+
+    ranges: dict[Key, list[tuple[int, int]]] = defaultdict(list)
+    totals: dict[Key, Counter] = defaultdict(Counter)
+    for b in batches:
+        assert b["records"] == b["landed"] + b["quarantined"] + b["tombstones"], b
+        key = (b["topic"], b["topic_id"], b["partition"])
+        ranges[key].append((b["first_offset"], b["last_offset"]))
+        totals[key].update({k: b[k] for k in ("landed", "quarantined", "tombstones")})
+    for name, by_key in held.items():
+        orphans = set(by_key) - set(ranges)
+        assert not orphans, f"{name} holds rows of partitions no _batches row covers: {sorted(orphans)[:3]}"
+
+    for key, spans in ranges.items():
+        topic, topic_id, partition = key
+        committed_to = 0
+        for first, last in sorted(spans):
+            assert first == committed_to, f"{key}: _batches gap/overlap at {first}, expected {committed_to}"
+            committed_to = last + 1
+        landed, quarantined = held[topic].get(key, []), held["_quarantine"].get(key, [])
+        offsets = Counter(landed + quarantined)
+        dupes = sorted(o for o, n in offsets.items() if n > 1)
+        assert not dupes, f"{key}: records landed twice: {dupes[:5]}"
+        assert all(0 <= o < committed_to for o in offsets), f"{key}: rows past what _batches committed"
+        assert len(offsets) + totals[key]["tombstones"] == committed_to, (key, len(offsets), totals[key])
+        assert (len(landed), len(quarantined)) == (totals[key]["landed"], totals[key]["quarantined"]), key
+        app = f"tradelake:{topic}@{topic_id}:{partition}"
+        assert tables["_batches"].transaction_version(app) == committed_to - 1, f"_batches log: {app}"
+        for name, rows in ((topic, landed), ("_quarantine", quarantined)):
+            version = tables[name].transaction_version(app)
+            assert not rows or (version is not None and version >= max(rows)), f"{name} log: {app} at {version}"
+
+    for (topic, partition), hw in hws.items():
+        if hw == 0:
+            continue
+        assert topic in current, f"{topic} has records but no _streams row"
+        spans = ranges.get((topic, current[topic], partition), [])
+        landed_to = max((last for _, last in spans), default=-1) + 1
+        assert landed_to == hw, f"{topic}[{partition}]: the lake committed up to {landed_to}, the broker has {hw}"
     return hws

@@ -5,13 +5,13 @@ from __future__ import annotations
 import json
 import shutil
 
-import duckdb
 import orjson
+import pyarrow.compute as pc
 from confluent_kafka import Producer
 
 from pipelines.contracts.suites import default_contracts_dir
 from tests.conftest import run_cli
-from tests.e2e.lake_checks import assert_exactly_once
+from tests.e2e.lake_checks import assert_exactly_once, read_table
 
 
 def _bid_v3(n: int) -> bytes:
@@ -53,8 +53,9 @@ def test_adding_a_suite_routes_new_records_without_replay(lake, tmp_path):
     result = run_cli("ingest", "--once", settings=lake, env=env)
     assert result.returncode == 0, result.stderr
 
-    landed = duckdb.sql(f"select bid_id from '{lake.home}/landing/marketplace.bids/*.parquet'").fetchall()
-    quarantined = duckdb.sql(f"select reason from '{lake.home}/quarantine/marketplace.bids/*.parquet'").fetchall()
-    assert landed == [("bid_2",)]
-    assert len(quarantined) == 1 and "no contract for bid.placed v3" in quarantined[0][0]
+    landed = read_table(lake, "marketplace.bids", ["bid_id"])["bid_id"].to_pylist()
+    quarantine = read_table(lake, "_quarantine", ["_topic", "reason"])
+    quarantined = quarantine.filter(pc.equal(quarantine["_topic"], "marketplace.bids"))["reason"].to_pylist()
+    assert landed == ["bid_2"]
+    assert len(quarantined) == 1 and "no contract for bid.placed v3" in quarantined[0]
     assert_exactly_once(lake)

@@ -26,7 +26,7 @@ from pipelines.definitions import build_definitions
 from pipelines.defs.automation import LAG_SENSOR
 from pipelines.defs.contracts import CHECK_NAME
 from pipelines.defs.dbt import DBT_OP_NAME
-from pipelines.defs.landing import LEDGER_KEY, QUARANTINE_KEY, run_landing, topic_key
+from pipelines.defs.landing import BATCHES_KEY, QUARANTINE_KEY, run_landing, topic_key
 from pipelines.defs.materialize import materialize_all
 from pipelines.produce import simulate
 from pipelines.settings import Settings
@@ -202,7 +202,7 @@ def test_a_contract_failure_blocks_the_dbt_build(tmp_path: Path):
     assert all(e.passed for e in contract.values()), "only the broken producer's topic fails"
 
     materialized = {e.asset_key for e in result.get_asset_materialization_events()}
-    assert {topic_key(t) for t in TOPIC_NAMES} | {LEDGER_KEY, QUARANTINE_KEY} == materialized, "only landing ran"
+    assert {topic_key(t) for t in TOPIC_NAMES} | {BATCHES_KEY, QUARANTINE_KEY} == materialized, "only landing ran"
     started = {e.step_key for e in result.all_events if e.event_type_value == "STEP_START"}
     assert DBT_OP_NAME not in started
     assert not (settings.home / "warehouse.duckdb").exists()
@@ -226,7 +226,7 @@ def test_the_lag_sensor_requests_a_micro_batch_with_lag_and_skips_without(tmp_pa
             request = tick()
             assert isinstance(request, dg.RunRequest)
             selection = set(request.asset_selection)
-            assert {topic_key(t) for t in TOPIC_NAMES} | {LEDGER_KEY, QUARANTINE_KEY} | MART_KEYS <= selection
+            assert {topic_key(t) for t in TOPIC_NAMES} | {BATCHES_KEY, QUARANTINE_KEY} | MART_KEYS <= selection
             assert tick().run_key == request.run_key, "the same lag is requested once"
 
             # A subset run lands only the selected topic; the sensor then asks for the others only.

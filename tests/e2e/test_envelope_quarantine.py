@@ -2,13 +2,13 @@
 
 from __future__ import annotations
 
-import duckdb
 import orjson
+import pyarrow.compute as pc
 from confluent_kafka import Producer
 
 from pipelines.contracts.compile import NO_DISPATCH
 from pipelines.landing.ingest import Lander
-from tests.e2e.lake_checks import assert_exactly_once
+from tests.e2e.lake_checks import assert_exactly_once, read_table
 
 GOOD_JOB = {
     "event_id": "0b4d0c1e-1a2b-4c3d-8e9f-0123456789ab",
@@ -52,10 +52,9 @@ def test_each_envelope_class_is_quarantined_with_its_rule(lake):
 
     assert (stats.landed, stats.tombstones) == (1, 1)
     assert stats.quarantined == len(CASES) + 1
-    rows = duckdb.sql(
-        f"select raw, rules, reason from '{lake.home}/quarantine/marketplace.jobs/*.parquet' order by _offset"
-    ).fetchall()
-    by_raw = {bytes(raw) if raw is not None else None: (rules, reason) for raw, rules, reason in rows}
+    quarantine = read_table(lake, "_quarantine", ["_topic", "raw", "rules", "reason"])
+    rows = quarantine.filter(pc.equal(quarantine["_topic"], "marketplace.jobs")).to_pylist()
+    by_raw = {r["raw"]: (r["rules"], r["reason"]) for r in rows}
     for payload, rule in CASES.items():
         rules, reason = by_raw[payload]
         assert rule in rules, (payload, rules)

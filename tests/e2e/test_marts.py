@@ -20,16 +20,16 @@ from pathlib import Path
 
 import duckdb
 import pyarrow as pa
-import pyarrow.parquet as pq
 import pytest
+from deltalake import DeltaTable, write_deltalake
 
 from pipelines import kafka
 from pipelines.broker import EmbeddedBroker
 from pipelines.build import build
 from pipelines.contracts import load_contracts
 from pipelines.errors import TradelakeError
+from pipelines.lake.location import LakeLocation
 from pipelines.landing.ingest import Lander
-from pipelines.landing.ledger import LEDGER_DIR, MANIFEST_SCHEMA, Ledger
 from pipelines.landing.router import RawRecords, TopicRouter
 from pipelines.produce import simulate
 from pipelines.settings import Settings
@@ -353,14 +353,15 @@ def test_completeness_matches_the_broker_and_the_simulation(built_lake: Lake):
 
 
 def test_a_failing_dbt_test_names_the_node(built_lake: Lake, tmp_path: Path):
-    """A ledger row whose counts do not add up fails the completeness test, by name."""
+    """A ``_batches`` row whose counts do not add up fails the completeness test, by name."""
     home = tmp_path / "lake"
-    for sub in ("landing", "quarantine", LEDGER_DIR):
-        shutil.copytree(built_lake.settings.home / sub, home / sub)
-    bad = Ledger(home).manifests().slice(0, 1).to_pylist()[0] | {"batch_id": 999_999, "records": 1, "landed": 2}
-    pq.write_table(pa.Table.from_pylist([bad], schema=MANIFEST_SCHEMA), home / LEDGER_DIR / "000000999999.parquet")
+    copy = replace(built_lake.settings, home=home, lake=LakeLocation.from_env({}, home))
+    shutil.copytree(built_lake.settings.lake.url, copy.lake.url)  # Delta logs name their files relatively
+    batches = DeltaTable(copy.lake.table_uri("_batches")).to_pyarrow_table()
+    bad = batches.slice(0, 1).to_pylist()[0] | {"batch_id": 999_999, "records": 1, "landed": 2}
+    write_deltalake(copy.lake.table_uri("_batches"), pa.Table.from_pylist([bad], schema=batches.schema), mode="append")
     with pytest.raises(TradelakeError) as failure:
-        build(replace(built_lake.settings, home=home), select="stg_lake__batches")
+        build(copy, select="stg_lake__batches")
     message = str(failure.value)
     assert "\n" not in message
     assert "expression_is_true_stg_lake__batches_records_landed_quarantined_tombstones" in message

@@ -73,6 +73,9 @@ def test_export_takes_a_mart_to_a_file(fmt: str, warehouse_lake: BuiltLake, tmp_
     reader = "read_csv_auto" if fmt == "csv" else "read_parquet"
     rows, statuses = duckdb.sql(f"select count(*), count(distinct status) from {reader}('{done.path}')").fetchone()
     assert rows == done.rows > 0 and statuses >= 2
+    # a staging view reads the lake's Delta tables when queried (delta_scan)
+    view = export(settings, "staging.stg_gateway__settlements", fmt, tmp_path / f"settlements.{fmt}")
+    assert view.rows > 0
     with pytest.raises(TradelakeError, match=r"no relation finance\.nope"):
         export(settings, "finance.nope", fmt, tmp_path / "x")
     with pytest.raises(TradelakeError, match=r"schema\.table"):
