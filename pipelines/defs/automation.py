@@ -25,6 +25,7 @@ import dagster as dg
 
 from pipelines.defs.dbt import DBT_OP_NAME, DbtBuildConfig
 from pipelines.defs.landing import BATCHES_KEY, LANDING_GROUP, QUARANTINE_KEY, topic_key
+from pipelines.defs.maintenance import MAINTENANCE_GROUP
 from pipelines.defs.resources import TradelakeResource
 from pipelines.errors import TradelakeError
 from pipelines.status import PartitionStatus, partition_status
@@ -49,7 +50,7 @@ micro_batch_job = dg.define_asset_job(
 
 full_build_job = dg.define_asset_job(
     FULL_BUILD_JOB,
-    selection=dg.AssetSelection.all(),
+    selection=dg.AssetSelection.all() - dg.AssetSelection.groups(MAINTENANCE_GROUP),
     config=dg.RunConfig(ops={DBT_OP_NAME: DbtBuildConfig(full_refresh=True)}),
     description="Land every topic, then rebuild every dbt model from scratch (dbt build --full-refresh).",
 )

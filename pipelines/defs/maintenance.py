@@ -2,9 +2,9 @@
 
 ``lake_maintenance`` compacts each table's day partitions, checkpoints, vacuums and cleans the
 log (``pipelines.lake.maintain``); its materializations record what each run did, table by
-table. It sits in the landing group, beside the tables it maintains, but depends on no asset:
-downstream of the topics it would join every lag-triggered micro-batch, and compacting every
-30 s rewrites a day's files over and over. ``maintenance_schedule`` runs it on
+table. It has a group of its own (``maintenance``) and depends on no asset, so that no
+micro-batch or full build runs it: compacting every 30 s would rewrite a day's files over and
+over. ``maintenance_schedule`` runs it on
 ``TRADELAKE_MAINTENANCE_CRON`` (UTC, default ``17 * * * *``: hourly, away from the full hour
 the daily build starts on), read when the code location loads.
 """
@@ -14,11 +14,11 @@ import os
 import dagster as dg
 from pydantic import Field
 
-from pipelines.defs.landing import LANDING_GROUP
 from pipelines.defs.resources import TradelakeResource
 from pipelines.lake.maintain import DEFAULT_RETENTION_HOURS, DEFAULT_TARGET_SIZE, MaintenanceReport, run_maintenance
 
 MAINTENANCE_KEY = dg.AssetKey("lake_maintenance")
+MAINTENANCE_GROUP = "maintenance"
 MAINTENANCE_JOB = "maintenance"
 MAINTENANCE_SCHEDULE = "maintenance_schedule"
 CRON_VARIABLE = "TRADELAKE_MAINTENANCE_CRON"
@@ -55,7 +55,7 @@ def report_metadata(report: MaintenanceReport) -> dict[str, dg.MetadataValue]:
 
 @dg.asset(
     key=MAINTENANCE_KEY,
-    group_name=LANDING_GROUP,
+    group_name=MAINTENANCE_GROUP,
     kinds={"delta"},
     description=(
         "Maintenance of the lake's Delta tables (every topic, `_quarantine`, `_batches`, `_streams`): small files "

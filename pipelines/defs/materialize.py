@@ -15,6 +15,7 @@ from dataclasses import dataclass, field
 
 import dagster as dg
 
+from pipelines.defs.maintenance import MAINTENANCE_KEY
 from pipelines.settings import Settings
 
 
@@ -63,7 +64,9 @@ def materialize_all(settings: Settings, kafka_config: str | None = None, log_lev
         env["TRADELAKE_PII_KEY"] = settings.pii_key.decode()
     with _environment(env), dg.DagsterInstance.from_config(str(home)) as instance:
         defs = build_definitions()
+        everything = set(defs.resolve_asset_graph().get_all_asset_keys()) - {MAINTENANCE_KEY}  # on its schedule
         result = defs.resolve_implicit_global_asset_job_def().execute_in_process(
+            asset_selection=sorted(everything),
             instance=instance,
             raise_on_error=False,
             tags={"tradelake/trigger": "materialize_all"},

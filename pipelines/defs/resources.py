@@ -15,7 +15,7 @@ class TradelakeResource(dg.ConfigurableResource):
     ``TRADELAKE_KAFKA_CONFIG``, else the embedded broker registered under the home).
     """
 
-    home: str = Field(description="The lake directory ($TRADELAKE_HOME): landing, quarantine, ledger, warehouse.")
+    home: str = Field(description="tradelake's home ($TRADELAKE_HOME): the lake unless TRADELAKE_LAKE_URL, warehouse.")
     bootstrap_servers: str | None = Field(
         default=None, description="Kafka bootstrap servers; default: KAFKA_BOOTSTRAP_SERVERS or the embedded broker."
     )

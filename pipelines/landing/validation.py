@@ -1,7 +1,7 @@
 """Per-batch validation results, shaped like a GX validation result, for audit and checks.
 
-Stored as ``validation/<batch>.json`` beside the batch's files; Dagster's contract checks
-and the audit marts read them. ``unexpected_count`` counts rows; a row can break several
+Stored with the batch, as the ``validation`` column of its ``_batches`` rows (one JSON per
+topic); Dagster's contract checks read them. ``unexpected_count`` counts rows; a row can break several
 rules of its suite, so the per-rule counts can sum to more than the quarantined rows.
 """
 

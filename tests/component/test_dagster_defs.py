@@ -19,6 +19,7 @@ from pipelines.defs.automation import DEFAULT_SENSOR_INTERVAL, FULL_BUILD_JOB, L
 from pipelines.defs.contracts import CHECK_NAME, STRUCTURAL, evaluate_contract, wilson_lower_bound
 from pipelines.defs.dbt import DBT_OP_NAME, DBT_PROJECT_DIR, LAYER_TAG, MART_LAYER, TradelakeDbtTranslator
 from pipelines.defs.landing import BATCHES_KEY, LANDING_GROUP, QUARANTINE_KEY, topic_key
+from pipelines.defs.maintenance import MAINTENANCE_KEY
 
 REPO = Path(__file__).resolve().parents[2]
 DBT_GROUPS = {"staging", "dimensions", "pricing", "rankings", "finance", "audit"}
@@ -147,9 +148,9 @@ def test_automation_sensor_schedule_and_jobs(defs):
     schedule = defs.resolve_schedule_def("daily_full_build")
     assert schedule.cron_schedule == "0 3 * * *" and schedule.job_name == FULL_BUILD_JOB
     assert defs.resolve_job_def(FULL_BUILD_JOB).run_config["ops"][DBT_OP_NAME] == {"config": {"full_refresh": True}}
-    assert set(defs.resolve_job_def(MICRO_BATCH_JOB).asset_layer.executable_asset_keys) == set(
-        defs.resolve_asset_graph().get_all_asset_keys()
-    )
+    everything_but_maintenance = set(defs.resolve_asset_graph().get_all_asset_keys()) - {MAINTENANCE_KEY}
+    assert set(defs.resolve_job_def(MICRO_BATCH_JOB).asset_layer.executable_asset_keys) == everything_but_maintenance
+    assert set(defs.resolve_job_def(FULL_BUILD_JOB).asset_layer.executable_asset_keys) == everything_but_maintenance
 
 
 def test_the_sensor_interval_comes_from_the_environment_at_load_time(monkeypatch):
