@@ -12,6 +12,7 @@ import pytest
 
 from pipelines.broker import EmbeddedBroker
 from pipelines.settings import Settings
+from tests.s3 import MotoS3
 
 TEST_PII_KEY = "test-personal-data-key"
 
@@ -52,3 +53,34 @@ def run_cli(*args: str, settings: Settings | None = None, env: dict[str, str] | 
         text=True,
         timeout=timeout,
     )
+
+
+@pytest.fixture(scope="session")
+def moto_s3(tmp_path_factory: pytest.TempPathFactory) -> Iterator[MotoS3]:
+    """One loopback S3 server (``moto_server``) for the session; each test takes its own bucket."""
+    server = MotoS3(tmp_path_factory.mktemp("moto") / "moto_server.log")
+    try:
+        yield server
+    finally:
+        server.close()
+
+
+@pytest.fixture
+def s3_env(moto_s3: MotoS3) -> dict[str, str]:
+    """The environment of a lake at ``s3://<a new bucket>/lake`` on the loopback server."""
+    return moto_s3.lake_env(moto_s3.create_bucket())
+
+
+@pytest.fixture
+def s3_lake(tmp_path: Path, broker: EmbeddedBroker, s3_env: dict[str, str]) -> Settings:
+    """Settings for a lake on the loopback S3 server fed by the test's broker, topics created
+    (pass ``env=s3_env`` to ``run_cli`` as well: the subprocess must find the same lake)."""
+    from pipelines import kafka
+
+    settings = Settings.load(
+        env={"TRADELAKE_PII_KEY": TEST_PII_KEY, **s3_env},
+        home=str(tmp_path / "home"),
+        bootstrap_servers=broker.bootstrap_servers,
+    )
+    kafka.ensure_topics(settings)
+    return settings

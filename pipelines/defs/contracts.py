@@ -31,7 +31,6 @@ from statistics import NormalDist
 from typing import Any
 
 import dagster as dg
-import pyarrow.dataset as ds
 
 from pipelines.catalog import TOPIC_NAMES
 from pipelines.defs.landing import TOPIC_BY_KEY, topic_key
@@ -180,14 +179,17 @@ Validation = tuple[int, Mapping[str, Any]]  # batch id, the topic's validation r
 def read_validations(lake: Lake, topic: str, batches: tuple[int, int] | None) -> list[Validation]:
     """The topic's committed validation results of the batches ``first``…``last``, one per batch
     (the same JSON is on each partition's row of the batch)."""
-    dt = lake.table(BATCHES_TABLE)
-    if dt is None or batches is None:
+    if batches is None:
         return []
     first, last = batches
-    rows = dt.to_pyarrow_dataset().to_table(
-        columns=["batch_id", "validation"],
-        filter=(ds.field("topic") == topic) & (ds.field("batch_id") >= first) & (ds.field("batch_id") <= last),
+    quoted = topic.replace("'", "''")
+    rows = lake.read(
+        BATCHES_TABLE,
+        ["batch_id", "validation"],
+        where=f"topic = '{quoted}' and batch_id between {int(first)} and {int(last)}",
     )
+    if rows is None:
+        return []
     by_batch = dict(zip(rows["batch_id"].to_pylist(), rows["validation"].to_pylist(), strict=True))
     return [(b, json.loads(by_batch[b])) for b in sorted(by_batch)]
 

@@ -25,7 +25,6 @@ from typing import Any
 import dagster as dg
 import pyarrow as pa
 import pyarrow.compute as pc
-import pyarrow.dataset as ds
 
 from pipelines.catalog import TOPICS
 from pipelines.defs.resources import TradelakeResource
@@ -108,11 +107,8 @@ def run_landing(settings: Settings, topics: Iterable[str] | None = None) -> tupl
     lake = Lake(settings.lake)
     before = _last_batch(lake)
     stats = Lander(settings, topics=[t.name for t in TOPICS if t.name in selected]).run(follow=False)
-    dt = lake.table(BATCHES_TABLE)
-    if dt is None:
-        return stats, []
-    committed = dt.to_pyarrow_dataset().to_table(columns=_BATCH_COLUMNS, filter=ds.field("batch_id") > before)
-    return stats, committed.to_pylist()
+    committed = lake.read(BATCHES_TABLE, _BATCH_COLUMNS, where=f"batch_id > {int(before)}")
+    return stats, [] if committed is None else committed.to_pylist()
 
 
 def log_files(lake: Lake, name: str) -> pa.Table | None:

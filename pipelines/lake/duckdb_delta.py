@@ -58,7 +58,9 @@ def s3_secret_sql(location: LakeLocation) -> str:
     if endpoint := o.get("aws_endpoint_url"):
         url = urlsplit(endpoint)
         parts.append(f"ENDPOINT {_quote(url.netloc or url.path)}")
-        parts.append("URL_STYLE 'path'")
+        # object_store's default with a custom endpoint is path style (bucket in the path), as MinIO and moto need
+        vhost = o.get("aws_virtual_hosted_style_request", "").lower() == "true"
+        parts.append(f"URL_STYLE '{'vhost' if vhost else 'path'}'")
         parts.append(f"USE_SSL {'false' if url.scheme == 'http' else 'true'}")
     return f"CREATE OR REPLACE SECRET tradelake_lake ({', '.join(parts)})"
 

@@ -161,7 +161,7 @@ class ConsumeLoop:
             while not should_stop():
                 if not follow and self.lag() == 0:
                     break
-                messages = consumer.consume(num_messages=CONSUME_CALL, timeout=0.2)
+                messages = consumer.consume(num_messages=min(CONSUME_CALL, self.batch_size - buffer.size), timeout=0.2)
                 self.check_stream()  # before the records are kept: they may be a new stream's
                 landed = _drain(committed)
                 commit_group_offsets(consumer, landed)
