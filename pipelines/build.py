@@ -1,6 +1,7 @@
-"""``tradelake build``: run ``dbt build`` on the dbt project in ``dbt/`` against ``$TRADELAKE_HOME``.
+"""``tradelake build``: run ``dbt build`` on the dbt project in ``dbt/`` against the lake.
 
 dbt runs in-process (``dbtRunner``): project and profiles from the repository's ``dbt/`` folder,
+the sources are the lake's Delta tables (``delta_scan``, see dbt/models/staging/_landing__sources.yml),
 the warehouse ``$TRADELAKE_HOME/warehouse.duckdb`` (see dbt/profiles.yml), dbt's target and
 logs under ``$TRADELAKE_HOME/dbt/`` so that nothing is written into the repository. Any failing
 model or test raises a TradelakeError naming the failing nodes on one line.
@@ -8,18 +9,24 @@ model or test raises a TradelakeError naming the failing nodes on one line.
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import os
 import time
 from collections import Counter
+from collections.abc import Iterator, Mapping
 from dataclasses import dataclass, field
+from datetime import datetime
 from pathlib import Path
 
 import duckdb
+import pyarrow as pa
+import pyarrow.compute as pc
 
 from pipelines.catalog import RECONCILIATION_BREAKS
 from pipelines.errors import TradelakeError
-from pipelines.landing.ledger import LEDGER_DIR
+from pipelines.lake.schemas import BATCHES_TABLE, STREAMS_TABLE
+from pipelines.lake.tables import Lake
 from pipelines.settings import Settings
 
 log = logging.getLogger("tradelake")
@@ -74,20 +81,43 @@ def dbt_args(settings: Settings, command: str, *extra: str) -> list[str]:
     ]
 
 
-def dbt_environment(settings: Settings) -> None:
-    """dbt reads the lake's location with env_var('TRADELAKE_HOME') (profiles and sources)."""
-    os.environ["TRADELAKE_HOME"] = str(settings.home)
-    os.environ.setdefault("DO_NOT_TRACK", "1")
+def dbt_environment(settings: Settings) -> dict[str, str]:
+    """The environment variables dbt reads for this lake: ``TRADELAKE_HOME`` (profiles.yml: the
+    warehouse), ``TRADELAKE_LAKE_URL`` (the sources' ``delta_scan`` locations and the lake
+    plugin, ``pipelines/lake/dbt_plugin.py``) and the object store's AWS variables (the plugin's
+    S3 secret), all from ``settings``, so that dbt reads the lake these settings describe."""
+    env = {name.upper(): value for name, value in settings.lake.storage_options.items()}
+    return env | {"TRADELAKE_HOME": str(settings.home), "TRADELAKE_LAKE_URL": settings.lake.url, "DO_NOT_TRACK": "1"}
+
+
+@contextlib.contextmanager
+def process_environment(values: Mapping[str, str]) -> Iterator[None]:
+    """``values`` in ``os.environ`` for the block, then the previous environment back.
+
+    In-process dbt reads its environment (``env_var``) from ``os.environ`` only, so a build's
+    variables must be there while it runs; restoring them keeps one build's lake from leaking
+    into the process (a later ``Settings.load()`` or build of another lake).
+    """
+    saved = {name: os.environ.get(name) for name in values}
+    os.environ.update(values)
+    try:
+        yield
+    finally:
+        for name, value in saved.items():
+            if value is None:
+                os.environ.pop(name, None)
+            else:
+                os.environ[name] = value
 
 
 def run_dbt(settings: Settings, command: str, *extra: str):
     """Invoke dbt in-process; returns dbt's result object or raises a one-line TradelakeError."""
     from dbt.cli.main import dbtRunner  # imported late: dbt's import is slow
 
-    dbt_environment(settings)
     (settings.home / "dbt").mkdir(parents=True, exist_ok=True)
     try:
-        outcome = dbtRunner().invoke(dbt_args(settings, command, *extra))
+        with process_environment(dbt_environment(settings)):
+            outcome = dbtRunner().invoke(dbt_args(settings, command, *extra))
     finally:
         _release_warehouse()
     if outcome.exception is not None:
@@ -114,15 +144,32 @@ def _release_warehouse() -> None:
 
 
 def lake_replaced(settings: Settings) -> bool:
-    """True when the warehouse's incremental models hold batches the lake's ledger does not
-    know: the lake was emptied and refilled (the embedded broker restarts at offset 0 and batch
-    ids restart at 1), so an incremental build would keep stale rows and skip new batches."""
+    """True when an incremental build could skip committed rows: rebuild the incremental models.
+
+    They read, per Kafka partition, only the rows after the last (``_batch_id``, ``_offset``)
+    they hold (``incremental_offset_filter`` in dbt/macros/landing.sql). That is sound as long
+    as the lake is the one they were built from; a lake emptied and refilled (the embedded
+    broker keeps its data in memory: a new one starts at offset 0, and batch ids restart at 1)
+    would have its first rows skipped. Two checks on the lake's small tables, per model, against
+    the newest row the model holds:
+
+    - ``_streams``: a stream of the model's topic started after that row was ingested (a
+      refilled lake's first stream, or a topic reset). This stands for "a stream newer than
+      the warehouse's last build" without recording builds: a model's newest row is never
+      newer than its last build, and once a build has read the new stream's rows it holds a
+      newer one. (A reset alone would not need the rebuild, the filter orders a later stream
+      after the earlier one by batch id; it is rare, and a rebuild is always safe.)
+    - ``_batches``: no batch of the lake covers that row (same topic, batch, partition, offset
+      within the batch's range): the warehouse holds data the lake lacks, e.g. it was built
+      from another lake. (A batch's ``_batches`` rows are committed after its topic rows: if
+      ingest stopped between the two just after a build read the topic rows, builds rebuild
+      until ingest resumes and finishes that batch. Wasteful, never wrong.)
+    """
     warehouse = settings.home / WAREHOUSE_FILE
     if not warehouse.exists():
         return False
-    ledger_glob = str(settings.home / LEDGER_DIR / "*.parquet")
+    newest = []  # per model holding rows: (topic, batch_id, partition, offset, newest _ingested_at)
     with duckdb.connect(str(warehouse), read_only=True) as con:
-        has_ledger = con.execute("select count(*) from glob(?)", [ledger_glob]).fetchone()[0] > 0
         for table in INCREMENTAL_MODELS:
             schema, name = table.split(".")
             exists = con.execute(
@@ -131,28 +178,49 @@ def lake_replaced(settings: Settings) -> bool:
             ).fetchone()[0]
             if not exists:
                 continue
-            last = con.execute(
-                f"select _batch_id, _ingested_at from {table} order by _batch_id desc limit 1"
+            row = con.execute(
+                f"select _topic, _batch_id, _partition, _offset, max(_ingested_at) over () from {table}"
+                " order by _batch_id desc, _partition desc, _offset desc limit 1"
             ).fetchone()
-            if last is None:
-                continue
-            if not has_ledger:
-                return True
-            known = con.execute(
-                "select count(*) from read_parquet(?) where batch_id = ? and ingested_at = ?",
-                [ledger_glob, last[0], last[1]],
-            ).fetchone()[0]
-            if not known:
-                return True
-    return False
+            if row is not None:
+                newest.append(row)
+    if not newest:
+        return False
+    lake = Lake(settings.lake)
+    batches = lake.read(BATCHES_TABLE, ["topic", "batch_id", "partition", "first_offset", "last_offset"])
+    streams = lake.read(STREAMS_TABLE, ["topic", "since"])
+    return any(
+        _stream_started_after(streams, topic, ingested_at) or not _covered(batches, topic, batch_id, partition, offset)
+        for topic, batch_id, partition, offset, ingested_at in newest
+    )
+
+
+def _stream_started_after(streams: pa.Table | None, topic: str, ingested_at: datetime) -> bool:
+    if streams is None:
+        return False
+    since = streams.filter(pc.field("topic") == topic)["since"]
+    return len(since) > 0 and pc.max(since).as_py() > ingested_at
+
+
+def _covered(batches: pa.Table | None, topic: str, batch_id: int, partition: int, offset: int) -> bool:
+    if batches is None:
+        return False
+    found = batches.filter(
+        (pc.field("topic") == topic)
+        & (pc.field("batch_id") == batch_id)
+        & (pc.field("partition") == partition)
+        & (pc.field("first_offset") <= offset)
+        & (pc.field("last_offset") >= offset)
+    )
+    return len(found) > 0
 
 
 def build(settings: Settings, select: str | None = None, full_refresh: bool = False) -> BuildResult:
     """``dbt build`` (models, dbt tests and unit tests) of the whole project or of ``select``."""
-    if not (settings.home / "landing").is_dir():
-        raise TradelakeError(f"nothing has landed in {settings.home} yet: run 'tradelake ingest' first")
+    if not Lake(settings.lake).exists(BATCHES_TABLE):
+        raise TradelakeError(f"nothing has landed in {settings.lake.url} yet: run 'tradelake ingest' first")
     if not full_refresh and lake_replaced(settings):
-        log.info("build: the lake was refilled since the last build; rebuilding incremental models from scratch")
+        log.info("build: the lake changed under the warehouse (refilled, or a topic reset): full refresh")
         full_refresh = True
     extra = ["--log-level", "warn"]
     if select:

@@ -40,7 +40,7 @@ from typing import Any
 import dagster as dg
 from dagster_dbt import DagsterDbtTranslator, DagsterDbtTranslatorSettings, DbtCliResource, DbtProject, dbt_assets
 
-from pipelines.build import lake_replaced
+from pipelines.build import dbt_environment, lake_replaced, process_environment
 from pipelines.defs.landing import BATCHES_KEY, QUARANTINE_KEY, topic_key
 from pipelines.defs.resources import TradelakeResource
 from pipelines.errors import TradelakeError
@@ -156,21 +156,6 @@ def prepare_manifest(project: DbtProject) -> Path:
     return project.manifest_path
 
 
-@contextlib.contextmanager
-def _environment(**values: str) -> Iterator[None]:
-    """Set environment variables for the dbt subprocess started inside the block."""
-    saved = {k: os.environ.get(k) for k in values}
-    os.environ.update(values)
-    try:
-        yield
-    finally:
-        for k, v in saved.items():
-            if v is None:
-                os.environ.pop(k, None)
-            else:
-                os.environ[k] = v
-
-
 PARTIAL_PARSE = "partial_parse.msgpack"
 
 
@@ -221,7 +206,7 @@ def build_dbt_assets(project: DbtProject) -> dg.AssetsDefinition:
         target = runs / f"{context.run.run_id[:8]}-{uuid.uuid4().hex[:6]}"
         _seed_partial_parse(runs, target)
         args = ["build", *(["--full-refresh"] if full_refresh else [])]
-        with _environment(TRADELAKE_HOME=str(home)):
+        with process_environment(dbt_environment(settings)):
             invocation = dbt.cli(args, context=context, target_path=target)
         yield from invocation.stream()
         _keep_partial_parse(target, runs)

@@ -75,6 +75,7 @@ def topic_schema(columns: list[tuple[str, pa.DataType]]) -> pa.Schema:
     """A topic table's schema: lineage, the contract's landed columns, the date partition."""
     return pa.schema([*LINEAGE_FIELDS, *columns, PARTITION_FIELD])
 
+
 STREAMS_TABLE = "_streams"
 
 # One row each time the lake starts reading a stream: a topic first seen, or a topic reset

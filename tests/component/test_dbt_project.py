@@ -1,5 +1,6 @@
-"""The dbt project itself: it parses, builds on an empty lake, documents every model and every
-column it really produces, keeps source() in staging, and passes sqlfluff."""
+"""The dbt project itself: it parses, builds on an empty lake (every Delta table created, no
+commit of data yet), documents every model and every column it really produces, keeps source()
+in staging, and passes sqlfluff."""
 
 from __future__ import annotations
 
@@ -11,10 +12,8 @@ from pathlib import Path
 import pytest
 
 from pipelines.build import DBT_PROJECT_DIR, build, run_dbt
-from pipelines.contracts import load_contracts
-from pipelines.landing.ledger import Ledger
-from pipelines.landing.router import QUARANTINE_SCHEMA, TopicRouter
 from pipelines.settings import Settings
+from tests.component.dbt_lake import empty_lake
 
 REPO = DBT_PROJECT_DIR.parent
 MARTS = {
@@ -23,20 +22,6 @@ MARTS = {
     "finance": {"payment_reconciliation", "reconciliation_summary"},
     "audit": {"ingestion_completeness", "quarantine", "lifecycle_violations"},
 }
-
-
-def empty_lake(home: Path) -> Settings:
-    """A lake where landing has run once on empty topics: only the batch-0 schema files, and
-    no ledger manifest at all."""
-    settings = Settings.load(env={}, home=str(home))
-    routers = {t: TopicRouter(tc, b"component-test-key") for t, tc in load_contracts().items()}
-    Ledger(home).write_schema_batch(
-        {
-            "landing": {t: r.schema for t, r in routers.items()},
-            "quarantine": dict.fromkeys(routers, QUARANTINE_SCHEMA),
-        }
-    )
-    return settings
 
 
 @pytest.fixture(scope="module")

@@ -66,7 +66,9 @@ def test_a_restarted_broker_is_refused_before_once_and_nothing_new_lands(tmp_pat
     first = EmbeddedBroker(tmp_path / "b1")
     with first:
         settings = Settings.load(
-            env={"TRADELAKE_PII_KEY": TEST_PII_KEY}, home=str(tmp_path / "home"), bootstrap_servers=first.bootstrap_servers
+            env={"TRADELAKE_PII_KEY": TEST_PII_KEY},
+            home=str(tmp_path / "home"),
+            bootstrap_servers=first.bootstrap_servers,
         )
         kafka.ensure_topics(settings)
         _produce(settings, 300, "old")

@@ -12,7 +12,7 @@ with
 source as (
 
     select * from {{ source('fleet', 'gps') }}
-    {{ incremental_batch_filter() }}
+    {{ incremental_offset_filter() }}
 
 ),
 

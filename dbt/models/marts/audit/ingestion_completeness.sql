@@ -1,6 +1,13 @@
--- One row per (topic, partition): what landing consumed and how each record is represented in
--- the lake (landed, quarantined, tombstone), from the landing ledger, plus how many landed rows
--- were redeliveries of an event already landed (dropped by staging).
+-- One row per (topic, stream, partition): what landing consumed and how each record is
+-- represented in the lake (landed, quarantined, tombstone), from the lake's _batches table, plus
+-- how many landed rows were redeliveries of an event already landed (dropped by staging).
+-- A stream is a Kafka topic ID: after a topic reset the new stream lands beside the old one,
+-- its offsets starting again at 0, so each stream is reconciled on its own.
+--
+-- Staged events are counted through the batch that landed them, and only for batches in this
+-- build's snapshot of _batches: a build during `ingest --follow` reads the topic tables (views)
+-- later than it built stg_lake__batches, and the events of batches committed in between must
+-- not be set against counts that do not include them yet.
 
 with
 
@@ -17,18 +24,37 @@ batches as (
     'stg_gateway__settlements', 'stg_cdc__customers', 'stg_cdc__tradespeople',
 ] %}
 
-distinct_events as (
+staged_per_batch as (
 
-    -- events kept by staging (one per event_id, or per CDC change), per partition landed in
+    -- events kept by staging (one per event_id, or per CDC change), per batch and partition
     {% for model in staged %}
         select
             _topic as topic,
             _partition as partition,  -- noqa: RF04
+            _batch_id as batch_id,
             count(*) as events
         from {{ ref(model) }}
-        group by _topic, _partition
+        group by _topic, _partition, _batch_id
         {% if not loop.last %}union all{% endif %}
     {% endfor %}
+
+),
+
+distinct_events as (
+
+    select
+        batches.topic,
+        batches.topic_id,
+        batches.partition,
+        sum(staged_per_batch.events) as events
+
+    from staged_per_batch
+    inner join batches
+        on
+            staged_per_batch.topic = batches.topic
+            and staged_per_batch.partition = batches.partition
+            and staged_per_batch.batch_id = batches.batch_id
+    group by batches.topic, batches.topic_id, batches.partition
 
 ),
 
@@ -36,6 +62,7 @@ consumed as (
 
     select
         topic,
+        topic_id,
         partition,
         min(first_offset) as first_offset,
         max(last_offset) as last_offset,
@@ -47,7 +74,7 @@ consumed as (
         max(ingested_at) as last_ingested_at
 
     from batches
-    group by topic, partition
+    group by topic, topic_id, partition
 
 ),
 
@@ -55,6 +82,7 @@ completeness as (
 
     select
         consumed.topic,
+        consumed.topic_id,
         consumed.partition,
         consumed.first_offset,
         consumed.last_offset,
@@ -63,7 +91,7 @@ completeness as (
         consumed.quarantined,
         consumed.tombstones,
         -- a redelivery carries the key of its original, so it lands in the same partition
-        consumed.landed - coalesce(distinct_events.events, 0) as redeliveries,
+        consumed.landed - cast(coalesce(distinct_events.events, 0) as bigint) as redeliveries,
         consumed.batches,
         consumed.last_ingested_at
 
@@ -71,6 +99,7 @@ completeness as (
     left join distinct_events
         on
             consumed.topic = distinct_events.topic
+            and consumed.topic_id = distinct_events.topic_id
             and consumed.partition = distinct_events.partition
 
 )

@@ -1,5 +1,6 @@
 -- Every quarantined record (SPEC §3: quarantine, never drop), newest first when sorted by
--- ingested_at: where it was in Kafka, which contract and rules it broke, and why.
+-- ingested_at: where it was in Kafka (the stream, through the batch that consumed it), which
+-- contract and rules it broke, and why.
 
 with
 
@@ -9,24 +10,37 @@ quarantined as (
 
 ),
 
+batches as (
+
+    select * from {{ ref('stg_lake__batches') }}
+
+),
+
 final as (
 
     select
-        _topic as topic,
-        _partition as partition,  -- noqa: RF04
-        _offset as "offset",  -- noqa: RF04
-        _key as message_key,
-        event_type,
-        schema_version,
-        contract,
-        rules,
-        array_to_string(rules, '; ') as contract_rule,
-        reason,
-        _kafka_timestamp as kafka_timestamp,
-        _ingested_at as ingested_at,
-        _batch_id as batch_id
+        quarantined._topic as topic,
+        -- null for a batch whose _batches row was not committed yet when this build read it
+        batches.topic_id,
+        quarantined._partition as partition,  -- noqa: RF04
+        quarantined._offset as "offset",  -- noqa: RF04
+        quarantined._key as message_key,
+        quarantined.event_type,
+        quarantined.schema_version,
+        quarantined.contract,
+        quarantined.rules,
+        array_to_string(quarantined.rules, '; ') as contract_rule,
+        quarantined.reason,
+        quarantined._kafka_timestamp as kafka_timestamp,
+        quarantined._ingested_at as ingested_at,
+        quarantined._batch_id as batch_id
 
     from quarantined
+    left join batches
+        on
+            quarantined._topic = batches.topic
+            and quarantined._partition = batches.partition
+            and quarantined._batch_id = batches.batch_id
 
 )
 
