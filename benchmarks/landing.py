@@ -2,10 +2,11 @@
 
 (a) consume-only — a bare confluent-kafka loop touching every record's key and value, with
     the same fetch settings as landing;
-(b) landing — ``tradelake ingest --once`` with the contracts (routing, Parquet, ledger);
+(b) landing — ``tradelake ingest --once`` with the contracts (routing, Delta Lake commits);
 (c) landing with contract rules off — suites reduced to their type-list expectations, so the
     difference to (b) is what the rules cost.
-Prints events/s, the ratio b/a and each process's peak RSS (from wait4, per child).
+Prints events/s, the ratio b/a, the time landing spent committing per batch (Delta commits of
+every table a batch touches) and each process's peak RSS (from wait4, per child).
 
     .venv/bin/python benchmarks/landing.py --events 2000000
 """
@@ -15,6 +16,7 @@ from __future__ import annotations
 import argparse
 import json
 import os
+import re
 import shutil
 import statistics
 import subprocess
@@ -102,6 +104,7 @@ def main() -> None:
         n, secs = out.split()
         results.append(("(a) consume only", int(n), [float(secs)], rss))
         runs: dict[str, tuple[int, list[float], float]] = {}
+        commit_ms: dict[str, list[float]] = {}
         for attempt in range(args.repeat):
             for label, extra in (
                 ("(b) landing, contracts on", {}),
@@ -114,6 +117,9 @@ def main() -> None:
                 )
                 shutil.rmtree(home, ignore_errors=True)
                 records = int(out.split()[1].replace(",", ""))  # "landed N records in …"
+                commit_ms.setdefault(label, []).append(
+                    float(re.search(r"took ([\d,.]+) ms per batch", out)[1].replace(",", ""))
+                )
                 _, times, peak = runs.get(label, (records, [], 0.0))
                 runs[label] = (records, [*times, t], max(peak, rss))
         results.extend((label, n, times, rss) for label, (n, times, rss) in runs.items())
@@ -127,6 +133,8 @@ def main() -> None:
         print(f"{label:<28}{n:>12,}{secs:>10.1f}{n / secs:>12,.0f}{rss:>14,.0f}{spread}")
     a, b, c = rates
     print(f"\nlanding/consume ratio b/a = {b / a:.2f}; contract rules cost {100 * (1 - b / c):.0f}% of rules-off rate")
+    for label, values in commit_ms.items():
+        print(f"{label}: committing took {statistics.median(values):,.0f} ms per batch (median of runs)")
 
 
 if __name__ == "__main__":

@@ -6,7 +6,7 @@ import duckdb
 
 from pipelines.lake.schemas import BATCHES_TABLE, QUARANTINE_SCHEMA, QUARANTINE_TABLE
 from pipelines.lake.tables import Lake
-from pipelines.landing.ingest import IngestStats
+from pipelines.landing.stats import IngestStats
 from pipelines.settings import Settings
 from pipelines.status import read_or_empty
 
@@ -35,7 +35,7 @@ def format_ingest(stats: IngestStats) -> str:
     lines = [
         f"landed {stats.records:,} records in {stats.batches} batch(es), {stats.seconds:.1f}s "
         f"({stats.rate():,.0f} records/s): {stats.landed:,} landed, {stats.quarantined:,} quarantined, "
-        f"{stats.tombstones:,} tombstones"
+        f"{stats.tombstones:,} tombstones; committing took {stats.commit_ms_per_batch():,.0f} ms per batch"
     ]
     if stats.per_topic:
         lines += _topic_table(

@@ -23,10 +23,11 @@ from pipelines import kafka
 from pipelines.broker import EmbeddedBroker
 from pipelines.catalog import TOPIC_NAMES
 from pipelines.definitions import build_definitions
-from pipelines.defs.automation import LAG_SENSOR
+from pipelines.defs.automation import LAG_SENSOR, MICRO_BATCH_JOB
 from pipelines.defs.contracts import CHECK_NAME
 from pipelines.defs.dbt import DBT_OP_NAME
 from pipelines.defs.landing import BATCHES_KEY, QUARANTINE_KEY, run_landing, topic_key
+from pipelines.defs.maintenance import MAINTENANCE_KEY
 from pipelines.defs.materialize import materialize_all
 from pipelines.produce import simulate
 from pipelines.settings import Settings
@@ -103,7 +104,7 @@ def build_lake_through_dagster(root: Path) -> BuiltLake:
     built = BuiltLake(
         home=settings.home,
         success=done.success,
-        all_assets=set(graph.get_all_asset_keys()),
+        all_assets=set(graph.get_all_asset_keys()) - {MAINTENANCE_KEY},  # on its own schedule
         all_checks=set(graph.asset_check_keys),
         materialized={
             e.asset_key: dict(e.step_materialization_data.materialization.metadata)
@@ -126,6 +127,7 @@ def test_the_whole_graph_materializes_in_process(dagster_built_lake: BuiltLake):
     built = dagster_built_lake
     assert built.success
     assert set(built.materialized) == built.all_assets, "every asset materialized"
+    assert MAINTENANCE_KEY not in built.materialized, "maintenance runs on its schedule, not with the data"
     assert set(built.evaluations) == built.all_checks, "every check evaluated"
     assert set(built.materialized) >= MART_KEYS
 
@@ -187,9 +189,8 @@ def test_a_contract_failure_blocks_the_dbt_build(tmp_path: Path):
         produce_buggy_bids(settings, 200)
         with lake_environment(settings), dg.instance_for_test() as instance:
             defs = build_definitions()
-            result = defs.resolve_implicit_global_asset_job_def().execute_in_process(
-                instance=instance, raise_on_error=False
-            )
+            # the job the lag sensor runs: landing, its contract checks, then dbt
+            result = defs.resolve_job_def(MICRO_BATCH_JOB).execute_in_process(instance=instance, raise_on_error=False)
         assert_exactly_once(settings)  # the batch is landed and quarantined all the same
 
     assert not result.success
