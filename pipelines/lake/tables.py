@@ -18,14 +18,18 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 
 import pyarrow as pa
-from deltalake import CommitProperties, DeltaTable, QueryBuilder, Transaction, write_deltalake
+import pyarrow.compute as pc
+from deltalake import CommitProperties, DeltaTable, QueryBuilder, Transaction
 from deltalake.exceptions import CommitFailedError, TableNotFoundError
+from deltalake.transaction import AddAction
 
 from pipelines.errors import TradelakeError
+from pipelines.lake.datafiles import write_data_file
 from pipelines.lake.location import LakeLocation
 from pipelines.lake.schemas import PARTITION_COLUMN
 
 Position = tuple[str, int]  # (topic, partition)
+DataFile = AddAction  # a data file written and not yet committed (``write_files``)
 
 # A checkpoint every 10 commits instead of Delta's 100: a commit replays the log since the last
 # checkpoint, so on S3 (moto) commit time rose from ~50 to ~285 ms over 100 commits; with 10 the
@@ -119,10 +123,42 @@ class Lake:
                 found[a] = version
         return found
 
-    def append(
-        self, name: str, data: pa.Table, covered: Sequence[Covered], metadata: Mapping[str, str] | None = None
+    def arrow_schema(self, name: str) -> pa.Schema:
+        dt = self.table(name)
+        if dt is None:
+            raise TradelakeError(f"the lake table {self.uri(name)} does not exist")
+        return pa.schema(dt.schema().to_arrow())
+
+    def write_files(self, name: str, data: pa.Table) -> list[AddAction]:
+        """Write ``data`` as new data files of the table, one per partition value.
+
+        Nothing is visible until ``commit_files`` adds them to the log; this is the costly part
+        (Parquet encoding), safe to run in parallel with another batch's commit.
+        """
+        dt = self.table(name)
+        if dt is None:
+            raise TradelakeError(f"the lake table {self.uri(name)} does not exist")
+        partitions = dt.metadata().partition_columns
+        rows = _conform(data, self.arrow_schema(name))
+        parts = [rows]
+        if partitions and len(rows) and len(pc.unique(rows[partitions[0]])) > 1:
+            column = rows[partitions[0]]
+            parts = [rows.filter(pc.equal(column, v)) for v in pc.unique(column)]
+        return [write_data_file(self.location, self.uri(name), part, partitions) for part in parts if len(part)]
+
+    def commit_files(
+        self,
+        name: str,
+        files: Sequence[AddAction],
+        covered: Sequence[Covered],
+        metadata: Mapping[str, str] | None = None,
     ) -> None:
-        """Append ``data`` and record the offsets it covers, in one atomic Delta commit."""
+        """Add written files to the table and record the offsets they cover, in one atomic commit.
+
+        Refused (StaleWriterError) when the table has already committed an offset being covered:
+        checked here against the latest version, and by delta-rs's conflict check for a commit
+        that lands in between (a concurrent commit carrying one of these app ids).
+        """
         dt = self.table(name)
         if dt is None:
             raise TradelakeError(f"the lake table {self.uri(name)} does not exist")
@@ -134,10 +170,11 @@ class Lake:
                     f"already committed up to offset {have} (another writer owns this partition)"
                 )
         try:
-            write_deltalake(
-                dt,
-                data,
+            dt.create_write_transaction(
+                list(files),
                 mode="append",
+                schema=dt.schema(),
+                partition_by=dt.metadata().partition_columns or None,
                 commit_properties=CommitProperties(
                     app_transactions=[Transaction(app_id=c.app_id, version=c.last) for c in covered],
                     custom_metadata=dict(metadata or {}),
@@ -151,6 +188,12 @@ class Lake:
                 f"refusing to commit into {name}: another writer committed offsets of {ids} meanwhile "
                 "(another writer owns this partition)"
             ) from None
+
+    def append(
+        self, name: str, data: pa.Table, covered: Sequence[Covered], metadata: Mapping[str, str] | None = None
+    ) -> None:
+        """Write ``data`` and commit it with the offsets it covers (``write_files`` + ``commit_files``)."""
+        self.commit_files(name, self.write_files(name, data), covered, metadata)
 
     def read(self, name: str, columns: Sequence[str] | None = None, where: str | None = None) -> pa.Table | None:
         """The table's committed rows (None when the table does not exist), in the table's own types.
@@ -171,3 +214,10 @@ class Lake:
         select = ", ".join('"' + c.replace('"', '""') + '"' for c in schema.names)
         query = f"select {select} from t" + (f" where {where}" if where else "")
         return pa.table(QueryBuilder().register("t", dt).execute(query)).cast(schema)
+
+
+def _conform(data: pa.Table, schema: pa.Schema) -> pa.Table:
+    """``data`` in the table's column order and types; columns it lacks (an older contract's) as nulls."""
+    n = len(data)
+    columns = [data[f.name] if f.name in data.column_names else pa.nulls(n, f.type) for f in schema]
+    return pa.table(columns, schema=pa.schema([pa.field(f.name, f.type) for f in schema])).cast(schema)

@@ -31,7 +31,7 @@ import pyarrow.compute as pc
 
 from pipelines.contracts import TopicContracts
 from pipelines.lake.schemas import BATCHES_SCHEMA, BATCHES_TABLE, QUARANTINE_SCHEMA, QUARANTINE_TABLE
-from pipelines.lake.tables import Covered, Lake, Position, app_id
+from pipelines.lake.tables import Covered, DataFile, Lake, Position, app_id
 from pipelines.landing.allocators import release_cached_memory
 from pipelines.landing.consumer import RecordBuffer
 from pipelines.landing.router import RawRecords, Routed, TopicRouter
@@ -53,12 +53,16 @@ class PartitionRange:
 
 @dataclass
 class TopicBatch:
-    """One topic's share of a routed batch: the rows to commit and their counts."""
+    """One topic's share of a routed batch: its offset ranges and how its records went.
+
+    The rows themselves are written to data files as soon as they are routed; a batch waiting
+    for its commit holds only these counts and the files' add actions.
+    """
 
     topic: str
-    landed: pa.Table
-    quarantined: pa.Table
     ranges: dict[int, PartitionRange]
+    landed: Counter  # rows per partition
+    quarantined: Counter
     tombstones: Counter
     failures: dict[tuple[str | None, str], int]
     validation: dict[str, object]
@@ -69,10 +73,20 @@ class TopicBatch:
 
 
 @dataclass
+class PendingCommit:
+    """Data files written for one table, and the offsets their commit will record."""
+
+    table: str
+    files: list[DataFile]
+    covered: list[Covered]
+
+
+@dataclass
 class RoutedBatch:
     batch_id: int
     ingested_at: datetime
     topics: dict[str, TopicBatch] = field(default_factory=dict)
+    pending: list[PendingCommit] = field(default_factory=list)  # topic tables, then quarantine, then _batches
 
 
 def partition_ranges(records: RawRecords) -> dict[int, PartitionRange]:
@@ -164,31 +178,40 @@ class Committer(threading.Thread):
                 self.slots.release()
 
     def route(self, topics: dict[str, RawRecords], batch_id: int) -> RoutedBatch:
-        """Route one batch (no lake access: nothing is visible until ``commit``)."""
+        """Route one batch and write its data files; nothing is visible until ``commit``."""
         now = datetime.now(UTC)
 
-        def route_topic(topic: str) -> TopicBatch:
+        def route_topic(topic: str) -> tuple[TopicBatch, pa.Table, PendingCommit | None]:
             records = topics[topic]
             routed = self.routers[topic].route(records, batch_id, now)
+            batch = _topic_batch(topic, records, routed, self.contracts[topic])
+            pending = self._write(topic, routed.landed, [batch]) if len(routed.landed) else None
             release_cached_memory()
-            return _topic_batch(topic, records, routed, self.contracts[topic])
+            return batch, routed.quarantined, pending
 
         # The largest topic first, so the small ones fill the gaps it leaves.
         largest_first = sorted(topics, key=lambda t: -len(topics[t]))
         done = dict(zip(largest_first, _topic_pool().map(route_topic, largest_first), strict=True))
-        return RoutedBatch(batch_id, now, {t: done[t] for t in topics})
+        routed = RoutedBatch(batch_id, now, {t: done[t][0] for t in topics})
+        routed.pending = [p for t in topics if (p := done[t][2]) is not None]
+        quarantined = [(done[t][0], done[t][1]) for t in topics if len(done[t][1])]
+        if quarantined:
+            rows = pa.concat_tables([rows for _, rows in quarantined]).cast(QUARANTINE_SCHEMA)
+            if pending := self._write(QUARANTINE_TABLE, rows, [b for b, _ in quarantined]):
+                routed.pending.append(pending)
+        if pending := self._write(BATCHES_TABLE, self._batch_rows(routed), list(routed.topics.values())):
+            routed.pending.append(pending)
+        return routed
 
     def commit(self, batch: RoutedBatch) -> None:
         """Commit the topic tables (concurrently), then the quarantine, then ``_batches``."""
         started = time.monotonic()
         metadata = {"tradelake.batch_id": str(batch.batch_id)}
-        work = [t for t in batch.topics.values() if len(t.landed)]
-        list(_topic_pool().map(lambda t: self._append(t.topic, t.landed, [t], metadata), work))
-        quarantined = [t for t in batch.topics.values() if len(t.quarantined)]
-        if quarantined:
-            rows = pa.concat_tables([t.quarantined for t in quarantined]).cast(QUARANTINE_SCHEMA)
-            self._append(QUARANTINE_TABLE, rows, quarantined, metadata)
-        self._append(BATCHES_TABLE, self._batch_rows(batch), list(batch.topics.values()), metadata)
+        topic_tables = [p for p in batch.pending if p.table not in (QUARANTINE_TABLE, BATCHES_TABLE)]
+        list(_topic_pool().map(lambda p: self._commit(p, metadata), topic_tables))
+        for p in batch.pending:
+            if p.table in (QUARANTINE_TABLE, BATCHES_TABLE):
+                self._commit(p, metadata)
         positions = {}
         for t in batch.topics.values():
             self.stats.add(t)
@@ -200,9 +223,15 @@ class Committer(threading.Thread):
         self.stats.commit_seconds += time.monotonic() - started
         self.on_commit(positions)
 
-    def _append(self, table: str, rows: pa.Table, topics: list[TopicBatch], metadata: dict[str, str]) -> None:
-        """Append ``rows`` past what ``table`` has committed, recording the offsets covered."""
-        have = self.committed.setdefault(table, {})
+    def _commit(self, pending: PendingCommit, metadata: dict[str, str]) -> None:
+        self.lake.commit_files(pending.table, pending.files, pending.covered, metadata)
+        have = self.committed.setdefault(pending.table, {})
+        for c in pending.covered:
+            have[c.app_id] = c.last
+
+    def _write(self, table: str, rows: pa.Table, topics: list[TopicBatch]) -> PendingCommit | None:
+        """Write the rows past what ``table`` has committed; None when it has them all."""
+        have = self.committed.get(table, {})
         covered = []
         after: dict[Position, int] = {}
         for t in topics:
@@ -214,18 +243,14 @@ class Committer(threading.Thread):
                 if done >= r.first:
                     after[(t.topic, p)] = done
         if not covered:
-            return
-        if after:  # only after a crash between this batch's commits: drop what the table has
+            return None
+        if after:  # only after a crash between a batch's commits: drop what the table has
             rows = _rows_after(rows, after, table == BATCHES_TABLE)
-        self.lake.append(table, rows, covered, metadata)
-        for c in covered:
-            have[c.app_id] = c.last
+        return PendingCommit(table, self.lake.write_files(table, rows) if len(rows) else [], covered)
 
     def _batch_rows(self, batch: RoutedBatch) -> pa.Table:
         rows = []
         for t in batch.topics.values():
-            landed = Counter(t.landed["_partition"].to_pylist())
-            quarantined = Counter(t.quarantined["_partition"].to_pylist())
             validation = orjson.dumps(t.validation).decode()
             for p, r in sorted(t.ranges.items()):
                 rows.append(
@@ -237,8 +262,8 @@ class Committer(threading.Thread):
                         "first_offset": r.first,
                         "last_offset": r.last,
                         "records": r.records,
-                        "landed": landed[p],
-                        "quarantined": quarantined[p],
+                        "landed": t.landed[p],
+                        "quarantined": t.quarantined[p],
                         "tombstones": t.tombstones[p],
                         "last_record_sha256": r.last_record_sha256,
                         "validation": validation,
@@ -252,8 +277,8 @@ class Committer(threading.Thread):
 def _topic_batch(topic: str, records: RawRecords, routed: Routed, contracts: TopicContracts) -> TopicBatch:
     return TopicBatch(
         topic=topic,
-        landed=routed.landed,
-        quarantined=routed.quarantined,
+        landed=Counter(routed.landed["_partition"].to_pylist()),
+        quarantined=Counter(routed.quarantined["_partition"].to_pylist()),
         ranges=partition_ranges(records),
         tombstones=Counter(routed.tombstone_partitions),
         failures=routed.failures,

@@ -34,8 +34,8 @@ class IngestStats:
     def add(self, batch: TopicBatch) -> None:
         counts = {
             "records": batch.records,
-            "landed": len(batch.landed),
-            "quarantined": len(batch.quarantined),
+            "landed": sum(batch.landed.values()),
+            "quarantined": sum(batch.quarantined.values()),
             "tombstones": sum(batch.tombstones.values()),
         }
         self.records += counts["records"]

@@ -89,17 +89,17 @@ def test_a_crash_between_a_batchs_commits_is_repaired_exactly_once(tmp_path, mon
     first = _committer(lake, {}, IngestStats())
     routed = first.route({TOPIC: records}, 1)
     assert len(routed.topics[TOPIC].quarantined) > 0, "the batch has rows for every table"
-    real_append = Lake.append
+    real_commit = Lake.commit_files
 
     def crash(self, table, *args, **kwargs):
         if table == crash_table:
             raise _CrashBefore(table)
-        return real_append(self, table, *args, **kwargs)
+        return real_commit(self, table, *args, **kwargs)
 
-    monkeypatch.setattr(Lake, "append", crash)
+    monkeypatch.setattr(Lake, "commit_files", crash)
     with pytest.raises(_CrashBefore):
         first.commit(routed)
-    monkeypatch.setattr(Lake, "append", real_append)
+    monkeypatch.setattr(Lake, "commit_files", real_commit)
 
     # A restart: committed offsets read back from each table's log, the same records routed again.
     restarted = _lake(tmp_path)
