@@ -121,7 +121,7 @@ class Committer(threading.Thread):
         committed: dict[str, dict[str, int]],
         first_batch: int,
         stats: IngestStats,
-        on_commit: Callable[[dict[Position, int]], None],
+        on_commit: Callable[[RoutedBatch, dict[Position, int], float], None],
     ) -> None:
         super().__init__(name="tradelake-committer", daemon=True)
         self.lake = lake
@@ -220,8 +220,9 @@ class Committer(threading.Thread):
                 first = self.stats.offsets.get((t.topic, p), (r.first, 0))[0]
                 self.stats.offsets[(t.topic, p)] = (first, r.last)
         self.stats.batches += 1
-        self.stats.commit_seconds += time.monotonic() - started
-        self.on_commit(positions)
+        seconds = time.monotonic() - started
+        self.stats.commit_seconds += seconds
+        self.on_commit(batch, positions, seconds)
 
     def _commit(self, pending: PendingCommit, metadata: dict[str, str]) -> None:
         self.lake.commit_files(pending.table, pending.files, pending.covered, metadata)

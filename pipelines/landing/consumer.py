@@ -127,6 +127,7 @@ class ConsumeLoop:
         batch_size: int,
         max_wait: float,
         check_stream: Callable[[], None] = lambda: None,
+        on_lag: Callable[[dict[Position, int]], None] = lambda _: None,
     ) -> None:
         self.consumer = consumer
         self.assignment = assignment
@@ -135,6 +136,7 @@ class ConsumeLoop:
         self.batch_size = batch_size
         self.max_wait = max_wait
         self.check_stream = check_stream  # raises when the stream changed under the consumer
+        self.on_lag = on_lag  # told each partition's uncommitted lag while following
         self.landed = dict(consumed)  # next offset per partition that the lake has committed
         self.progress = Progress("ingest")
         self.records = 0
@@ -188,6 +190,7 @@ class ConsumeLoop:
                 if follow and now >= refresh_at:
                     refresh_at = now + self.max_wait
                     self.targets.update(_fetched_high_watermarks(consumer, self.targets))
+                    self.on_lag({k: max(hw - self.landed.get(k, 0), 0) for k, hw in self.targets.items()})
                 self.progress.tick(self.records, lambda: f"lag {self.uncommitted():,}")
         if buffer.size:
             submit(buffer)

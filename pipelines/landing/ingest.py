@@ -38,7 +38,7 @@ from pipelines.lake.schemas import (
 from pipelines.lake.tables import Lake, Position, app_id
 from pipelines.landing import stream
 from pipelines.landing.allocators import tune_allocators
-from pipelines.landing.committer import Committer
+from pipelines.landing.committer import Committer, RoutedBatch
 from pipelines.landing.consumer import ConsumeLoop, commit_group_offsets, log_failed_commit
 from pipelines.landing.router import TopicRouter
 from pipelines.landing.stats import IngestStats
@@ -75,12 +75,16 @@ class Lander:
         flush_interval: float = FLUSH_INTERVAL,
         topics: Iterable[str] | None = None,
         reset_topics: Iterable[str] = (),
+        on_batch: Callable[[RoutedBatch, float], None] = lambda batch, seconds: None,
+        on_lag: Callable[[dict[Position, int]], None] = lambda lag: None,
     ) -> None:
         self.settings = settings
         self.topics = tuple(topics) if topics is not None else TOPIC_NAMES
         self.batch_size = batch_size
         self.flush_interval = flush_interval
         self.reset_topics = set(reset_topics)
+        self.on_batch = on_batch  # told of every committed batch and how long its commit took
+        self.on_lag = on_lag
         unknown = self.reset_topics - set(TOPIC_NAMES)
         if unknown:
             raise TradelakeError(f"--reset-topic: unknown topic {sorted(unknown)[0]!r}")
@@ -180,7 +184,7 @@ class Lander:
             state.committed,
             state.next_batch,
             self.stats,
-            committed.put,
+            lambda batch, positions, seconds: (committed.put(positions), self.on_batch(batch, seconds)),
         )
         committer.start()
         try:
@@ -194,6 +198,7 @@ class Lander:
                 self.batch_size,
                 self.flush_interval * BATCH_WAIT_SHARE,
                 check_stream=watch if follow else lambda: None,
+                on_lag=self.on_lag,
             )
             loop.run(follow, should_stop, committer.submit, committed)
             committer.finish()

@@ -73,7 +73,7 @@ def _committer(lake: Lake, committed: dict, stats: IngestStats) -> Committer:
     contracts = load_contracts()
     router = TopicRouter(contracts[TOPIC], b"key")
     return Committer(
-        lake, {TOPIC: router}, {TOPIC: contracts[TOPIC]}, {TOPIC: "id1"}, committed, 1, stats, lambda _: None
+        lake, {TOPIC: router}, {TOPIC: contracts[TOPIC]}, {TOPIC: "id1"}, committed, 1, stats, lambda *_: None
     )
 
 

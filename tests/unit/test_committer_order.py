@@ -17,7 +17,7 @@ class _Committer(Committer):
     """The real threading and ordering, with routing and committing given by the test."""
 
     def __init__(self, route, commit) -> None:
-        super().__init__(None, {}, {}, {}, {}, 1, IngestStats(), lambda _: None)  # type: ignore[arg-type]
+        super().__init__(None, {}, {}, {}, {}, 1, IngestStats(), lambda *_: None)  # type: ignore[arg-type]
         self._route, self._commit = route, commit
 
     def route(self, topics, batch_id):
