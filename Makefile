@@ -4,7 +4,7 @@ VENV   := .venv
 BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.installed
 
-.PHONY: demo test lint broker dagster chromium clean
+.PHONY: demo up test lint broker dagster chromium clean
 PORT   ?= 3000
 
 $(STAMP): pyproject.toml
@@ -15,6 +15,10 @@ $(STAMP): pyproject.toml
 
 demo: $(STAMP)
 	$(BIN)/tradelake demo
+
+# The live local lakehouse: broker + streaming simulator + tradelake run + Dagster UI (Ctrl-C stops all).
+up: $(STAMP)
+	$(BIN)/tradelake up --ui-port $(PORT)
 
 # Debian's Chromium for the Dagster UI test (a registry package: no browser download).
 chromium:

@@ -1,23 +1,29 @@
 """``tradelake build``: run ``dbt build`` on the dbt project in ``dbt/`` against the lake.
 
-dbt runs in-process (``dbtRunner``): project and profiles from the repository's ``dbt/`` folder,
+dbt runs in a process of its own (``run_dbt``): project and profiles from the repository's ``dbt/`` folder,
 the sources are the lake's Delta tables (``delta_scan``, see dbt/models/staging/_landing__sources.yml),
-the warehouse ``$TRADELAKE_HOME/warehouse.duckdb`` (see dbt/profiles.yml), dbt's target and
-logs under ``$TRADELAKE_HOME/dbt/`` so that nothing is written into the repository. Any failing
-model or test raises a TradelakeError naming the failing nodes on one line.
+dbt's target and logs under ``$TRADELAKE_HOME/dbt/`` so that nothing is written into the
+repository. dbt writes a copy of the warehouse that is published onto
+``$TRADELAKE_HOME/warehouse.duckdb`` when the build succeeds (``pipelines.warehouse.building``):
+readers never block a build, a build never breaks a reader, one build runs at a time. Any failing
+model or test raises a TradelakeError naming the failing nodes on one line, and publishes nothing.
 """
 
 from __future__ import annotations
 
-import contextlib
+import json
 import logging
 import os
+import re
+import shutil
+import subprocess
+import sys
 import time
-from collections import Counter
-from collections.abc import Iterator, Mapping
+from collections import Counter, deque
 from dataclasses import dataclass, field
 from datetime import datetime
 from pathlib import Path
+from typing import Any
 
 import duckdb
 import pyarrow as pa
@@ -28,11 +34,12 @@ from pipelines.errors import TradelakeError
 from pipelines.lake.schemas import BATCHES_TABLE, STREAMS_TABLE
 from pipelines.lake.tables import Lake
 from pipelines.settings import Settings
+from pipelines.warehouse import BUILD_WAIT_SECONDS, Reader, building, building_path
+from pipelines.warehouse import WAREHOUSE_FILE as WAREHOUSE_FILE  # re-exported: pipelines.demo imports it from here
 
 log = logging.getLogger("tradelake")
 
 DBT_PROJECT_DIR = Path(__file__).resolve().parent.parent / "dbt"
-WAREHOUSE_FILE = "warehouse.duckdb"
 # Incremental models keep rows between builds (see lake_replaced).
 INCREMENTAL_MODELS = ("staging.stg_fleet__gps", "staging.stg_payments__ledger")
 _FAILED = {"error", "fail", "runtime error"}
@@ -63,10 +70,14 @@ class BuildResult:
         return f"dbt build{refresh}: {self.models} models, {self.tests} tests — {parts} in {self.seconds:.1f} s"
 
 
+def dbt_target(settings: Settings) -> Path:
+    """dbt's target folder for this lake (its manifest and the last build's run_results.json)."""
+    return settings.home / "dbt" / "target"
+
+
 def dbt_args(settings: Settings, command: str, *extra: str) -> list[str]:
     """Arguments of a dbt command ("build", "docs generate" …) on this project and lake, with
     dbt's target and logs under the lake."""
-    target = settings.home / "dbt"
     return [
         *command.split(),
         "--project-dir",
@@ -74,76 +85,105 @@ def dbt_args(settings: Settings, command: str, *extra: str) -> list[str]:
         "--profiles-dir",
         str(DBT_PROJECT_DIR),
         "--target-path",
-        str(target / "target"),
+        str(dbt_target(settings)),
         "--log-path",
-        str(target / "logs"),
+        str(settings.home / "dbt" / "logs"),
         *extra,
     ]
 
 
 def dbt_environment(settings: Settings) -> dict[str, str]:
-    """The environment variables dbt reads for this lake: ``TRADELAKE_HOME`` (profiles.yml: the
-    warehouse), ``TRADELAKE_LAKE_URL`` (the sources' ``delta_scan`` locations and the lake
-    plugin, ``pipelines/lake/dbt_plugin.py``) and the object store's AWS variables (the plugin's
-    S3 secret), all from ``settings``, so that dbt reads the lake these settings describe."""
+    """The environment variables dbt reads for this lake: ``TRADELAKE_WAREHOUSE`` (profiles.yml:
+    the file dbt writes, a build's attempt, ``pipelines.warehouse.building_path``),
+    ``TRADELAKE_HOME`` and ``TRADELAKE_LAKE_URL`` (the sources' ``delta_scan`` locations and the
+    lake plugin, ``pipelines/lake/dbt_plugin.py``) and the object store's AWS variables (the
+    plugin's S3 secret), all from ``settings``, so that dbt reads the lake these settings describe.
+    Run dbt with it inside ``pipelines.warehouse.building``, which creates and publishes the attempt."""
     env = {name.upper(): value for name, value in settings.lake.storage_options.items()}
-    return env | {"TRADELAKE_HOME": str(settings.home), "TRADELAKE_LAKE_URL": settings.lake.url, "DO_NOT_TRACK": "1"}
+    return env | {
+        "TRADELAKE_WAREHOUSE": str(building_path(settings)),
+        "TRADELAKE_HOME": str(settings.home),
+        "TRADELAKE_LAKE_URL": settings.lake.url,
+        "DO_NOT_TRACK": "1",
+    }
 
 
-@contextlib.contextmanager
-def process_environment(values: Mapping[str, str]) -> Iterator[None]:
-    """``values`` in ``os.environ`` for the block, then the previous environment back.
-
-    In-process dbt reads its environment (``env_var``) from ``os.environ`` only, so a build's
-    variables must be there while it runs; restoring them keeps one build's lake from leaking
-    into the process (a later ``Settings.load()`` or build of another lake).
-    """
-    saved = {name: os.environ.get(name) for name in values}
-    os.environ.update(values)
-    try:
-        yield
-    finally:
-        for name, value in saved.items():
-            if value is None:
-                os.environ.pop(name, None)
-            else:
-                os.environ[name] = value
+def dbt_executable() -> str:
+    """The ``dbt`` installed beside this interpreter (the venv's), else the one on ``PATH``."""
+    beside = Path(sys.executable).with_name("dbt")
+    return str(beside) if beside.exists() else (shutil.which("dbt") or "dbt")
 
 
-def run_dbt(settings: Settings, command: str, *extra: str):
-    """Invoke dbt in-process; returns dbt's result object or raises a one-line TradelakeError."""
-    from dbt.cli.main import dbtRunner  # imported late: dbt's import is slow
+@dataclass(frozen=True)
+class DbtOutcome:
+    """How a dbt command ended: its exit status and, when it ran nodes, ``run_results.json``'s results."""
 
-    (settings.home / "dbt").mkdir(parents=True, exist_ok=True)
-    try:
-        with process_environment(dbt_environment(settings)):
-            outcome = dbtRunner().invoke(dbt_args(settings, command, *extra))
-    finally:
-        _release_warehouse()
-    if outcome.exception is not None:
-        first = str(outcome.exception).strip().splitlines()
-        raise TradelakeError(f"dbt {command} failed: {first[0] if first else type(outcome.exception).__name__}")
-    return outcome
+    returncode: int
+    results: list[dict[str, Any]] = field(default_factory=list)
+
+    @property
+    def success(self) -> bool:
+        return self.returncode == 0
 
 
-def _release_warehouse() -> None:
-    """Close the DuckDB database dbt-duckdb keeps open in this process after a command.
-
-    Otherwise the warehouse file stays locked for writing (no notebook, Dagster run or
-    read-only connection of this process could open it) until the interpreter exits.
-    """
-    from dbt.adapters.duckdb.connections import DuckDBConnectionManager
-
-    with DuckDBConnectionManager._LOCK:
-        env = DuckDBConnectionManager._ENV
-        if env is not None:
-            try:
-                env.close()
-            finally:
-                DuckDBConnectionManager.close_all_connections()
+_ANSI = re.compile(r"\x1b\[[0-9;]*m")
+_OUTPUT_TAIL = 40  # lines of dbt's output kept for the error message
 
 
-def lake_replaced(settings: Settings) -> bool:
+def run_dbt(settings: Settings, command: str, *extra: str) -> DbtOutcome:
+    """Run a dbt command in a dbt process given ``dbt_environment(settings)``; its output passes
+    through. Raises a one-line TradelakeError when dbt could not run the command at all (a
+    project, profile or connection error); nodes that fail are in the outcome's results.
+
+    A process rather than ``dbtRunner`` in this one: in-process dbt reads ``env_var()`` from
+    ``os.environ`` only, so the lake could only be handed to it by writing this process's
+    environment, under every other thread (landing runs beside builds in ``tradelake run``).
+    A dbt process is handed its environment, lets the warehouse go when it exits, and does its
+    CPU work beside this process rather than under its GIL.
+
+    A command that opens the warehouse (``build``, ``docs generate`` …) runs inside
+    ``pipelines.warehouse.building``: the file it opens is that build's attempt."""
+    target = dbt_target(settings)
+    target.mkdir(parents=True, exist_ok=True)
+    results_file = target / "run_results.json"
+    results_file.unlink(missing_ok=True)  # a previous command's
+    process = subprocess.Popen(
+        [dbt_executable(), *dbt_args(settings, command, *extra)],
+        env=os.environ | dbt_environment(settings),
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        text=True,
+    )
+    tail: deque[str] = deque(maxlen=_OUTPUT_TAIL)
+    assert process.stdout is not None
+    with process.stdout:
+        for line in process.stdout:
+            sys.stdout.write(line)
+            tail.append(_ANSI.sub("", line).rstrip())
+    returncode = process.wait()
+    results = json.loads(results_file.read_text())["results"] if results_file.exists() else []
+    if returncode != 0 and not results:
+        raise TradelakeError(f"dbt {command} failed: {_dbt_error(list(tail))}")
+    return DbtOutcome(returncode, results)
+
+
+def _dbt_error(lines: list[str]) -> str:
+    """dbt's error on one line: what follows its "Encountered an error:", else its last line."""
+    text = [line.strip() for line in lines if line.strip()]
+    for i, line in enumerate(text):
+        if line.endswith("Encountered an error:"):
+            return ": ".join(text[i + 1 : i + 3]) or line
+    return text[-1] if text else "no output"
+
+
+def _node(unique_id: str) -> str:
+    """``model.tradelake.price_bands`` → ``model price_bands`` (a test's id ends with a hash, a
+    unit test's is ``unit_test.<package>.<model>.<name>``)."""
+    kind, _package, *rest = unique_id.split(".")
+    return f"{kind} {rest[0] if kind == 'test' else rest[-1]}"
+
+
+def lake_replaced(settings: Settings, warehouse: Path) -> bool:
     """True when an incremental build could skip committed rows: rebuild the incremental models.
 
     They read, per Kafka partition, only the rows after the last (``_batch_id``, ``_offset``)
@@ -164,8 +204,9 @@ def lake_replaced(settings: Settings) -> bool:
       from another lake. (A batch's ``_batches`` rows are committed after its topic rows: if
       ingest stopped between the two just after a build read the topic rows, builds rebuild
       until ingest resumes and finishes that batch. Wasteful, never wrong.)
+
+    ``warehouse``: the build's attempt (``pipelines.warehouse.building``), the rows this build starts from.
     """
-    warehouse = settings.home / WAREHOUSE_FILE
     if not warehouse.exists():
         return False
     newest = []  # per model holding rows: (topic, batch_id, partition, offset, newest _ingested_at)
@@ -215,34 +256,39 @@ def _covered(batches: pa.Table | None, topic: str, batch_id: int, partition: int
     return len(found) > 0
 
 
-def build(settings: Settings, select: str | None = None, full_refresh: bool = False) -> BuildResult:
-    """``dbt build`` (models, dbt tests and unit tests) of the whole project or of ``select``."""
+def build(
+    settings: Settings, select: str | None = None, full_refresh: bool = False, wait: float = BUILD_WAIT_SECONDS
+) -> BuildResult:
+    """``dbt build`` (models, dbt tests and unit tests) of the whole project or of ``select``,
+    published if it succeeds. Waits up to ``wait`` seconds for a build in progress."""
     if not Lake(settings.lake).exists(BATCHES_TABLE):
         raise TradelakeError(f"nothing has landed in {settings.lake.url} yet: run 'tradelake ingest' first")
-    if not full_refresh and lake_replaced(settings):
-        log.info("build: the lake changed under the warehouse (refilled, or a topic reset): full refresh")
-        full_refresh = True
-    extra = ["--log-level", "warn"]
-    if select:
-        extra += ["--select", select]
-    if full_refresh:
-        extra.append("--full-refresh")
     started = time.monotonic()
-    outcome = run_dbt(settings, "build", *extra)
-    result = BuildResult(seconds=time.monotonic() - started, full_refresh=full_refresh)
-    failed: list[str] = []
-    for r in outcome.result.results if outcome.result is not None else []:
-        status = str(r.status)
-        result.statuses[r.node.unique_id] = status
-        result.timings[r.node.unique_id] = r.execution_time
-        if status == "warn":
-            result.warnings.append(r.node.unique_id)
-        if status in _FAILED:
-            message = " ".join((r.message or status).split())
-            failed.append(f"{r.node.resource_type} {r.node.name} ({message[:160]})")
-    if failed or not outcome.success:
-        detail = "; ".join(failed) if failed else "see dbt's log under " + str(settings.home / "dbt" / "logs")
-        raise TradelakeError(f"dbt build failed: {len(failed)} node(s): {detail}")
+    with building(settings, wait) as warehouse:
+        if not full_refresh and lake_replaced(settings, warehouse):
+            log.info("build: the lake changed under the warehouse (refilled, or a topic reset): full refresh")
+            full_refresh = True
+        extra = ["--log-level", "warn"]
+        if select:
+            extra += ["--select", select]
+        if full_refresh:
+            extra.append("--full-refresh")
+        outcome = run_dbt(settings, "build", *extra)
+        result = BuildResult(seconds=0.0, full_refresh=full_refresh)
+        failed: list[str] = []
+        for r in outcome.results:
+            unique_id, status = r["unique_id"], str(r["status"])
+            result.statuses[unique_id] = status
+            result.timings[unique_id] = r["execution_time"]
+            if status == "warn":
+                result.warnings.append(unique_id)
+            if status in _FAILED:
+                message = " ".join((r.get("message") or status).split())
+                failed.append(f"{_node(unique_id)} ({message[:160]})")
+        if failed or not outcome.success:
+            detail = "; ".join(failed) if failed else "see dbt's log under " + str(settings.home / "dbt" / "logs")
+            raise TradelakeError(f"dbt build failed: {len(failed)} node(s): {detail}")
+    result.seconds = time.monotonic() - started  # with the wait, the copy and the publication
     log.info("%s", result.summary())
     return result
 
@@ -254,11 +300,8 @@ def _money(cents: float | None, currency: str) -> str:
 def headline(settings: Settings) -> str:
     """A few numbers from the marts for the demo: breaks by status, the best tradespeople of
     the three busiest trades, and the latest week's price bands in the busiest region."""
-    warehouse = settings.home / WAREHOUSE_FILE
-    if not warehouse.exists():
-        raise TradelakeError(f"no warehouse at {warehouse}: run 'tradelake build' first")
     lines: list[str] = []
-    with duckdb.connect(str(warehouse), read_only=True) as con:
+    with Reader.of(settings).snapshot() as con:
         by_status = dict(
             con.execute("select status, count(*) from finance.payment_reconciliation group by status").fetchall()
         )

@@ -6,8 +6,10 @@ import argparse
 import contextlib
 import logging
 import os
+import signal
 import sys
-from collections.abc import Sequence
+import threading
+from collections.abc import Callable, Sequence
 
 from pipelines.errors import TradelakeError
 from pipelines.settings import Settings
@@ -15,14 +17,26 @@ from pipelines.settings import Settings
 log = logging.getLogger("tradelake")
 
 
+DEFAULT_EVENTS = 100_000
+# --follow streams one long simulation: ~5.5 hours at 1,000 records/s (the simulator sizes its
+# marketplace by the events asked for; its clock runs far faster than the wall's).
+FOLLOW_EVENTS = 20_000_000
+DEFAULT_FOLLOW_RATE = 1_000
+
+
+def _stop_on_signals() -> Callable[[], bool]:
+    """A flag set by SIGTERM/SIGINT, so a long-running command finishes what it is doing and exits 0."""
+    stopped = threading.Event()
+    signal.signal(signal.SIGTERM, lambda *_: stopped.set())
+    signal.signal(signal.SIGINT, lambda *_: stopped.set())
+    return stopped.is_set
+
+
 def _settings(args: argparse.Namespace) -> Settings:
     return Settings.load(home=args.home, bootstrap_servers=args.bootstrap_servers, kafka_config=args.kafka_config)
 
 
 def cmd_broker(args: argparse.Namespace) -> int:
-    import signal
-    import threading
-
     from pipelines import kafka
     from pipelines.broker import EmbeddedBroker
 
@@ -43,9 +57,15 @@ def cmd_simulate(args: argparse.Namespace) -> int:
     from pipelines.produce import simulate
     from pipelines.simulator import SimulationConfig
 
+    events = args.events if args.events is not None else FOLLOW_EVENTS if args.follow else DEFAULT_EVENTS
+    if events < 1 or not 0 <= args.malformed_rate <= 1 or (args.rate is not None and args.rate <= 0):
+        raise TradelakeError("--events must be at least 1, --malformed-rate within 0..1 and --rate above 0")
+    stop = _stop_on_signals() if args.follow else (lambda: False)
     report = simulate(
         _settings(args),
-        SimulationConfig(events=args.events, seed=args.seed, malformed_rate=args.malformed_rate),
+        SimulationConfig(events=events, seed=args.seed, malformed_rate=args.malformed_rate),
+        rate=args.rate or (DEFAULT_FOLLOW_RATE if args.follow else None),
+        should_stop=stop,
     )
     total = sum(report.records_per_topic.values())
     print(f"produced {total:,} records over {len(report.records_per_topic)} topics (seed {args.seed})")
@@ -69,11 +89,52 @@ def cmd_ingest(args: argparse.Namespace) -> int:
     return 0
 
 
-def cmd_build(args: argparse.Namespace) -> int:
-    from pipelines.build import build
+def cmd_run(args: argparse.Namespace) -> int:
+    from pipelines.run import RunOptions, run
 
-    result = build(_settings(args), select=args.select, full_refresh=args.full_refresh)
+    if args.batch_size < 1 or args.flush_interval <= 0 or args.debounce < 0:
+        raise TradelakeError("--batch-size must be at least 1, --flush-interval above 0, --debounce at least 0")
+    if args.metrics_port is not None and not 0 <= args.metrics_port <= 65535:
+        raise TradelakeError(f"--metrics-port {args.metrics_port}: not a TCP port")
+    runner = run(
+        _settings(args),
+        RunOptions(
+            batch_size=args.batch_size,
+            flush_interval=args.flush_interval,
+            debounce=args.debounce,
+            metrics_port=args.metrics_port,
+            full_build_hour=None if args.no_full_build else args.full_build_hour,
+        ),
+    )
+    print(f"tradelake run stopped after {runner.builds} build(s)")
+    return 0
+
+
+def cmd_up(args: argparse.Namespace) -> int:
+    from pipelines.up import UpOptions, up
+
+    if args.rate <= 0:
+        raise TradelakeError("--rate must be above 0")
+    for flag, port in (("--ui-port", args.ui_port), ("--metrics-port", args.metrics_port)):
+        if not 1 <= port <= 65535:
+            raise TradelakeError(f"{flag} {port}: not a TCP port")
+    stopped = threading.Event()
+    for signum in (signal.SIGTERM, signal.SIGINT):
+        signal.signal(signum, lambda *_: stopped.set())
+    up(_settings(args), UpOptions(rate=args.rate, ui_port=args.ui_port, metrics_port=args.metrics_port), stopped)
+    print("tradelake up: stopped")
+    return 0
+
+
+def cmd_build(args: argparse.Namespace) -> int:
+    from pipelines.build import build, dbt_target
+    from pipelines.record import Recorder, dagster_instance
+
+    settings = _settings(args)
+    result = build(settings, select=args.select, full_refresh=args.full_refresh)
     print(result.summary())
+    with dagster_instance(settings) as instance:  # the UI shows the build, whoever ran it
+        Recorder(instance, "tradelake build").build(dbt_target(settings))
     return 0
 
 
@@ -168,7 +229,13 @@ def build_parser() -> argparse.ArgumentParser:
     p.set_defaults(func=cmd_broker)
 
     p = sub.add_parser("simulate", parents=[common], help="produce realistic marketplace traffic")
-    p.add_argument("--events", type=int, default=100_000)
+    p.add_argument("--events", type=int, help=f"target count (default {DEFAULT_EVENTS:,}; --follow: {FOLLOW_EVENTS:,})")
+    p.add_argument(
+        "--follow",
+        action="store_true",
+        help=f"a live stream: keep producing (at --rate, default {DEFAULT_FOLLOW_RATE:,}/s) until SIGTERM/Ctrl-C",
+    )
+    p.add_argument("--rate", type=float, help="records per second (default: as fast as possible; --follow: 1,000)")
     p.add_argument("--seed", type=int, default=42)
     p.add_argument("--malformed-rate", type=float, default=0.005)
     p.set_defaults(func=cmd_simulate)
@@ -193,6 +260,23 @@ def build_parser() -> argparse.ArgumentParser:
         help="the topic was replaced (new topic ID): record the reset and land the new stream beside the old",
     )
     p.set_defaults(func=cmd_ingest)
+
+    p = sub.add_parser("run", parents=[common], help="continuous mode: land, rebuild the marts, serve /metrics")
+    p.add_argument("--batch-size", type=int, default=50_000, help="records per micro-batch at most")
+    p.add_argument("--flush-interval", type=float, default=5.0, metavar="SECONDS", help="commit every record within")
+    p.add_argument("--debounce", type=float, default=1.0, metavar="SECONDS", help="wait after a commit before building")
+    p.add_argument("--metrics-port", type=int, help="serve Prometheus /metrics on 127.0.0.1:PORT")
+    p.add_argument(
+        "--full-build-hour", type=int, default=3, choices=range(24), metavar="H", help="daily full build (UTC)"
+    )
+    p.add_argument("--no-full-build", action="store_true", help="no daily full build")
+    p.set_defaults(func=cmd_run)
+
+    p = sub.add_parser("up", parents=[common], help="the live local lakehouse: broker, simulator, run, Dagster UI")
+    p.add_argument("--rate", type=float, default=200.0, help="simulated events per second (default 200)")
+    p.add_argument("--ui-port", type=int, default=3000)
+    p.add_argument("--metrics-port", type=int, default=9108)
+    p.set_defaults(func=cmd_up)
 
     p = sub.add_parser("build", parents=[common], help="validate and build the dbt models (dbt build)")
     p.add_argument("--select", help="dbt selection, e.g. 'marts.finance+'")

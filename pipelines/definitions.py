@@ -1,46 +1,26 @@
-"""tradelake's Dagster code location: ``dagster dev -m pipelines.definitions`` (or ``tradelake ui``).
+"""tradelake's Dagster code location: ``pipelines.definitions:defs``, as ``[tool.dg.project]`` in
+pyproject.toml declares it, so ``dagster dev``, ``dagster definitions validate`` and ``dg list defs``
+find it from the repository root (``tradelake ui`` runs ``dagster dev -m pipelines.definitions``).
 
-Thin on purpose: each domain builds its own definitions in ``pipelines/defs/`` and this module
-merges them, adds the shared resources and runs every job in one process (2-core machines:
-one step at a time, no process per step). Everything is built lazily when Dagster loads the
-location, never at import; the resources read their environment when a run or a sensor tick
-starts (``TRADELAKE_HOME``; ``KAFKA_BOOTSTRAP_SERVERS`` / ``TRADELAKE_KAFKA_CONFIG`` or the embedded
-broker). ``TRADELAKE_SENSOR_INTERVAL`` (seconds, default 30) sets how often the lag sensor looks,
-``TRADELAKE_MAINTENANCE_CRON`` (default ``17 * * * *``) when the lake's tables are maintained.
+The definitions are the defs folder, ``pipelines/defs/``, one folder per domain, loaded by
+``load_from_defs_folder``. This module adds what belongs to the location as a whole: every job
+runs with the in-process executor (2-core machines: one process per run, one step at a time).
+Loading happens when Dagster loads the location, never at import; the environment is read
+then (``TRADELAKE_SENSOR_INTERVAL``, ``TRADELAKE_MAINTENANCE_CRON``,
+``TRADELAKE_MART_FRESHNESS_MINUTES``) or when a run or a sensor tick starts (``TRADELAKE_HOME``;
+``KAFKA_BOOTSTRAP_SERVERS`` / ``TRADELAKE_KAFKA_CONFIG`` or the embedded broker).
 """
 
-from __future__ import annotations
-
-import os
+from pathlib import Path
 
 import dagster as dg
 
-from pipelines.defs import automation, contracts, dbt, landing, maintenance
-from pipelines.defs.resources import ContractPolicy, TradelakeResource
-
-
-def build_definitions(
-    dbt_project_dir: os.PathLike | None = None,
-    sensor_interval_seconds: int = automation.DEFAULT_SENSOR_INTERVAL,
-) -> dg.Definitions:
-    """Every domain's definitions, merged (``dbt_project_dir``: another dbt project, for tests)."""
-    return dg.Definitions.merge(
-        landing.defs(),
-        contracts.defs(),
-        dbt.defs(dbt_project_dir),
-        automation.defs(sensor_interval_seconds),
-        maintenance.defs(),
-        dg.Definitions(
-            resources={
-                "tradelake": TradelakeResource(home=dg.EnvVar("TRADELAKE_HOME")),
-                "contract_policy": ContractPolicy(),
-            },
-            executor=dg.in_process_executor,
-        ),
-    )
+PROJECT_ROOT = Path(__file__).resolve().parents[1]  # where pyproject.toml's [tool.dg] is
 
 
 @dg.definitions
 def defs() -> dg.Definitions:
-    interval = os.environ.get("TRADELAKE_SENSOR_INTERVAL")
-    return build_definitions(sensor_interval_seconds=int(interval) if interval else automation.DEFAULT_SENSOR_INTERVAL)
+    return dg.Definitions.merge(
+        dg.load_from_defs_folder(path_within_project=PROJECT_ROOT),
+        dg.Definitions(executor=dg.in_process_executor),
+    )

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import contextlib
 import logging
 import shutil
 from dataclasses import replace
@@ -10,10 +9,10 @@ from dataclasses import replace
 from pipelines.broker import EmbeddedBroker
 from pipelines.build import WAREHOUSE_FILE, headline
 from pipelines.catalog import TOPIC_NAMES
-from pipelines.defs.materialize import materialize_all
 from pipelines.errors import TradelakeError
 from pipelines.lake.schemas import BATCHES_TABLE, QUARANTINE_TABLE, STREAMS_TABLE
 from pipelines.lake.tables import Lake
+from pipelines.materialize import materialize_all
 from pipelines.produce import simulate
 from pipelines.settings import Settings
 from pipelines.simulator import SimulationConfig
@@ -60,8 +59,8 @@ def _run(settings: Settings, events: int, seed: int) -> None:
     log.info("demo: materializing every Dagster asset: landing, contract checks, dbt build (staging → marts)")
     dbt_log = settings.home / "logs" / "demo-dbt.log"
     dbt_log.parent.mkdir(parents=True, exist_ok=True)
-    with open(dbt_log, "w") as out, contextlib.redirect_stdout(out):  # dbt's streamed lines
-        done = materialize_all(settings, log_level="WARNING")
+    with open(dbt_log, "w") as out:  # dbt's streamed lines
+        done = materialize_all(settings, log_level="WARNING", output=out)
     log.info("demo: dbt's output is in %s; the full run log is in the Dagster UI", dbt_log)
     if not done.success:
         raise TradelakeError(done.summary())

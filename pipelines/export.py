@@ -1,9 +1,10 @@
 """``tradelake export MART --format csv|parquet [--out PATH]``: take a mart to a spreadsheet.
 
-Reads ``$TRADELAKE_HOME/warehouse.duckdb`` read-only and writes one relation, e.g.
-``finance.payment_reconciliation``, with DuckDB's ``COPY`` (CSV with a header row, or Parquet).
-The staging views read the lake's Delta tables (``delta_scan``), so the connection can read
-the lake too (``pipelines.lake.duckdb_delta``).
+Reads the published warehouse ``$TRADELAKE_HOME/warehouse.duckdb`` read-only, on one connection
+closed after the export (``pipelines.warehouse.Reader``: a build running meanwhile is neither
+blocked nor seen half-done), and writes one relation, e.g. ``finance.payment_reconciliation``,
+with DuckDB's ``COPY`` (CSV with a header row, or Parquet). The staging views read the lake's
+Delta tables (``delta_scan``), so the connection can read the lake too.
 """
 
 from __future__ import annotations
@@ -14,11 +15,10 @@ from pathlib import Path
 
 from pipelines.errors import TradelakeError
 from pipelines.settings import Settings
+from pipelines.warehouse import Reader, published_path
 
 FORMATS = ("csv", "parquet")
-WAREHOUSE = "warehouse.duckdb"
 _NAME = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*$")
-_INTERNAL_SCHEMAS = ("information_schema", "pg_catalog")
 
 
 @dataclass(frozen=True)
@@ -26,35 +26,6 @@ class Export:
     relation: str
     path: Path
     rows: int
-
-
-def warehouse_path(settings: Settings) -> Path:
-    return settings.home / WAREHOUSE
-
-
-def _connect(settings: Settings):
-    import duckdb
-
-    from pipelines.lake.duckdb_delta import connect
-
-    path = warehouse_path(settings)
-    if not path.exists():
-        raise TradelakeError(f"no warehouse at {path}: build the marts first ('tradelake build' or the Dagster UI)")
-    try:
-        return connect(settings.lake, str(path), read_only=True)
-    except duckdb.Error as e:
-        raise TradelakeError(f"cannot open {path} read-only: {e}") from None
-
-
-def relations(settings: Settings) -> list[str]:
-    """Every table and view of the warehouse as ``schema.name``."""
-    with _connect(settings) as con:
-        rows = con.execute(
-            "select table_schema, table_name from information_schema.tables "
-            "where table_schema not in (?, ?) order by 1, 2",
-            list(_INTERNAL_SCHEMAS),
-        ).fetchall()
-    return [f"{s}.{t}" for s, t in rows]
 
 
 def _split(mart: str) -> tuple[str, str]:
@@ -74,7 +45,7 @@ def export(settings: Settings, mart: str, fmt: str = "csv", out: Path | str | No
     target = target.expanduser().resolve()
     target.parent.mkdir(parents=True, exist_ok=True)
     options = "FORMAT CSV, HEADER" if fmt == "csv" else "FORMAT PARQUET"
-    with _connect(settings) as con:
+    with Reader.of(settings).snapshot() as con:  # the check, the copy and the count on one build
         found = con.execute(
             "select count(*) from information_schema.tables where table_schema = ? and table_name = ?",
             [schema, table],
@@ -89,7 +60,7 @@ def export(settings: Settings, mart: str, fmt: str = "csv", out: Path | str | No
                 ).fetchall()
             ]
             raise TradelakeError(
-                f"no relation {mart} in {warehouse_path(settings)}; marts: {', '.join(known) or 'none'}"
+                f"no relation {mart} in {published_path(settings)}; marts: {', '.join(known) or 'none'}"
             )
         quoted_path = str(target).replace("'", "''")
         con.execute(f'COPY (SELECT * FROM "{schema}"."{table}") TO \'{quoted_path}\' ({options})')

@@ -1,11 +1,14 @@
 """``tradelake ui`` / ``make dagster``: the Dagster UI for one lake, on 127.0.0.1.
 
-Runs ``dagster dev -m pipelines.definitions`` with ``DAGSTER_HOME=$TRADELAKE_HOME/dagster``
-(the repository's ``dagster.yaml`` is copied there on every start, so the instance's runs,
-event log and schedules live beside the lake, never in the repository) and the lake's
-configuration in its environment (``TRADELAKE_HOME`` absolute; the broker and properties file
-when given). Ctrl-C or SIGTERM stops it cleanly: ``dagster dev`` is asked to shut its
-webserver, daemon and code server down (SIGINT), then, if it has not within
+Runs ``dagster dev`` on the code location ``pipelines.definitions`` (named ``tradelake``, as
+pyproject.toml's ``[tool.dg.project]`` does) with ``DAGSTER_HOME=$TRADELAKE_HOME/dagster`` (the
+repository's ``dagster.yaml`` is copied there on every start, so the instance's runs, event
+log and schedules live beside the lake, never in the repository) and the lake's
+configuration in its environment: dbt's variables for the lake
+(``pipelines.build.dbt_environment``: ``TRADELAKE_HOME`` absolute, the lake's URL, the
+warehouse dbt writes …), which the Dagster dbt step hands on to dbt, and the broker and
+properties file when given. Ctrl-C or SIGTERM stops it cleanly: ``dagster dev`` is asked to
+shut its webserver, daemon and code server down (SIGINT), then, if it has not within
 ``STOP_TIMEOUT`` seconds, its process group is terminated.
 """
 
@@ -13,6 +16,7 @@ from __future__ import annotations
 
 import argparse
 import contextlib
+import json
 import os
 import shutil
 import signal
@@ -24,12 +28,17 @@ from pathlib import Path
 from types import FrameType
 
 from pipelines.broker import port_open
+from pipelines.build import dbt_environment
 from pipelines.errors import TradelakeError
 from pipelines.settings import Settings
 
 REPO_ROOT = Path(__file__).resolve().parents[1]
 INSTANCE_CONFIG = REPO_ROOT / "dagster.yaml"
+# The code location as [tool.dg.project] in pyproject.toml declares it (module, name), so that the
+# UI names it as `dagster dev` and `dg` run from the repository root do.
 CODE_LOCATION = "pipelines.definitions"
+LOCATION_NAME = "tradelake"
+WORKSPACE_FILE = "workspace.yaml"
 DEFAULT_PORT = 3000
 STOP_TIMEOUT = 30.0
 
@@ -39,32 +48,42 @@ def dagster_home(settings: Settings) -> Path:
 
 
 def prepare_dagster_home(settings: Settings) -> Path:
-    """Create ``$TRADELAKE_HOME/dagster`` with the repository's instance configuration."""
+    """Create ``$TRADELAKE_HOME/dagster`` with the repository's instance configuration and a
+    workspace naming the code location (``dagster dev -m`` would name it after its module)."""
     home = dagster_home(settings)
     home.mkdir(parents=True, exist_ok=True)
     if INSTANCE_CONFIG.exists():
         shutil.copyfile(INSTANCE_CONFIG, home / "dagster.yaml")
+    (home / WORKSPACE_FILE).write_text(
+        "# Written by tradelake ui on every start (pipelines/ui.py).\n"
+        "load_from:\n"
+        "  - python_module:\n"
+        f"      module_name: {CODE_LOCATION}\n"
+        f"      location_name: {LOCATION_NAME}\n"
+        f"      working_directory: {json.dumps(str(REPO_ROOT))}\n"
+    )
     return home
 
 
 def ui_environment(settings: Settings, kafka_config: str | None = None) -> dict[str, str]:
-    """The environment of ``dagster dev``: the lake's configuration, resolved once, here."""
-    env = dict(os.environ)
+    """The environment of Dagster's processes (``dagster dev``, ``pipelines.materialize``): the
+    lake's configuration, resolved once, here."""
+    env = dict(os.environ) | dbt_environment(settings)
     env["DAGSTER_HOME"] = str(dagster_home(settings))
-    env["TRADELAKE_HOME"] = str(settings.home)
     if settings.bootstrap_servers:
         env["KAFKA_BOOTSTRAP_SERVERS"] = settings.bootstrap_servers
     if kafka_config:
         env["TRADELAKE_KAFKA_CONFIG"] = str(Path(kafka_config).expanduser().resolve())
-    # `dagster dev` warns that `dg dev` (another package, dagster-dg-cli) supersedes it; it is
-    # what this project runs, on purpose.
+    # `dagster dev` warns that `dg dev` supersedes it; `dg` (dagster-dg-cli) is a development
+    # tool here, not a dependency of running the UI, so `dagster dev` it is, on purpose.
     quiet = "ignore:Function `dev_command` is superseded"
     env["PYTHONWARNINGS"] = ",".join(w for w in (env.get("PYTHONWARNINGS"), quiet) if w)
     return env
 
 
-def dagster_dev_command(host: str, port: int) -> list[str]:
-    return [sys.executable, "-m", "dagster", "dev", "-m", CODE_LOCATION, "--host", host, "--port", str(port)]
+def dagster_dev_command(home: Path, host: str, port: int) -> list[str]:
+    workspace = str(home / WORKSPACE_FILE)
+    return [sys.executable, "-m", "dagster", "dev", "-w", workspace, "--host", host, "--port", str(port)]
 
 
 def _stop(process: subprocess.Popen[bytes]) -> int:
@@ -112,7 +131,7 @@ def run_ui(
     previous = {sig: signal.signal(sig, request_stop) for sig in (signal.SIGINT, signal.SIGTERM)}
     try:
         process = subprocess.Popen(
-            dagster_dev_command(host, port),
+            dagster_dev_command(home, host, port),
             env=ui_environment(settings, kafka_config),
             cwd=home,  # dagster dev warns about a dagster.yaml in its working directory that is not DAGSTER_HOME's
             start_new_session=True,  # a terminal's Ctrl-C reaches us only; we stop it in order

@@ -1,12 +1,18 @@
-"""tradelake's Dagster definitions, one module per domain (assembled by pipelines/definitions.py).
+"""tradelake's Dagster definitions: Dagster's defs folder (``[tool.dg.project]`` in pyproject.toml),
+loaded by ``dagster.load_from_defs_folder`` from ``pipelines/definitions.py``, one folder per domain.
 
-- ``landing``: one asset per Kafka topic, all materialized by one micro-batch (``Lander``) run;
-- ``contracts``: a blocking asset check per topic over that run's validation results;
-- ``dbt``: the dbt project's models as assets (dbt tests as asset checks), sources → topics;
-- ``automation``: the lag sensor, the daily full build and the marts' freshness checks;
-- ``materialize``: run the whole graph once in process, recorded where ``tradelake ui`` looks
-  (for ``tradelake demo`` and scripts).
+- ``landing/``: one asset per Kafka topic and the lake's own tables, all materialized by one
+  micro-batch (``Lander``) run;
+- ``contracts/``: a blocking asset check per topic over that run's validation results;
+- ``dbt/``: the dbt project's models as assets (dbt tests as asset checks), sources → topics;
+- ``automation/``: the micro-batch and full-build jobs, the lag sensor, the daily full build,
+  the marts' freshness SLO;
+- ``maintenance/``: the lake's Delta tables compacted and vacuumed on a schedule;
+- ``resources.py``: the resources every domain shares.
 
-Each domain module exposes ``defs(...) -> dagster.Definitions`` and builds everything when
-called, never at import: importing this package reads no environment variable and runs no dbt.
+Every Python file here is imported when the location loads and its definitions collected:
+module-level Dagster objects, or what its ``@dg.definitions`` function returns (then that alone).
+The latter is how a domain builds what needs the environment or the dbt manifest, when the
+location loads and never at import: importing any of these modules reads no environment
+variable and runs no dbt.
 """

@@ -1,4 +1,8 @@
-"""Resources shared by the domains: the lake (and its Kafka cluster) and the contract policy."""
+"""Resources shared by the domains: the lake (and its Kafka cluster) and the contract policy.
+
+``defs`` binds them for the code location: ``tradelake`` to ``EnvVar("TRADELAKE_HOME")``,
+resolved when a run or a sensor tick starts, never when the location loads.
+"""
 
 import dagster as dg
 from pydantic import Field
@@ -55,3 +59,9 @@ class ContractPolicy(dg.ConfigurableResource):
             "exceeds 1 - mostly; 0 judges the plain share (GX's rule)."
         ),
     )
+
+
+@dg.definitions
+def defs() -> dg.Definitions:
+    tradelake = TradelakeResource(home=dg.EnvVar("TRADELAKE_HOME"))
+    return dg.Definitions(resources={"tradelake": tradelake, "contract_policy": ContractPolicy()})

@@ -11,8 +11,10 @@ from __future__ import annotations
 import contextlib
 import fcntl
 import logging
+import os
 import queue
 import signal
+import sys
 import time
 from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass
@@ -230,17 +232,50 @@ def _refuse_old_layout(settings: Settings) -> None:
         )
 
 
+LOCK_FILE = "landing.lock"
+
+
 @contextlib.contextmanager
 def exclusive(settings: Settings) -> Iterator[None]:
-    """One landing process per lake: a second one would land the same offsets twice."""
+    """One landing process per lake: a second one would land the same offsets twice.
+
+    The lock file names its holder (pid and command), so that whoever finds the lake taken —
+    another ``ingest``, or the Dagster lag sensor while ``tradelake run`` owns it — can say who.
+    """
     home = settings.home
     home.mkdir(parents=True, exist_ok=True)
-    with open(home / "landing.lock", "w") as lock:
+    with open(home / LOCK_FILE, "a+") as lock:
         try:
             fcntl.flock(lock, fcntl.LOCK_EX | fcntl.LOCK_NB)
         except BlockingIOError:
-            raise TradelakeError(f"another 'tradelake ingest' is landing into {home}") from None
+            lock.seek(0)
+            raise TradelakeError(f"another landing process owns {home}: {_holder(lock.read())}") from None
+        lock.seek(0)
+        lock.truncate()
+        lock.write(f"{os.getpid()} {' '.join(['tradelake', *sys.argv[1:2]])}\n")
+        lock.flush()
         yield
+
+
+def landing_owner(settings: Settings) -> str | None:
+    """Who holds the lake's landing lock now (None: nobody is landing)."""
+    path = settings.home / LOCK_FILE
+    try:
+        lock = open(path)  # noqa: SIM115 - closed below, after the probe
+    except OSError:
+        return None
+    with lock:
+        try:
+            fcntl.flock(lock, fcntl.LOCK_SH | fcntl.LOCK_NB)
+        except BlockingIOError:
+            return _holder(lock.read())
+        fcntl.flock(lock, fcntl.LOCK_UN)
+        return None
+
+
+def _holder(text: str) -> str:
+    pid, _, command = text.strip().partition(" ")
+    return f"'{command}' (pid {pid})" if pid.isdigit() else "another tradelake process"
 
 
 class _StopFlag:

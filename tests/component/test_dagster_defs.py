@@ -1,34 +1,45 @@
-"""The Dagster definitions without a broker: graph shape, groups, checks, automation, dbt discovery."""
+"""The Dagster definitions without a broker: the project layout, graph shape, groups, checks,
+automation, freshness, dbt discovery."""
 
 from __future__ import annotations
 
-import importlib
 import json
 import os
 import shutil
 import subprocess
 import sys
+import tomllib
+from datetime import timedelta
 from pathlib import Path
 
 import dagster as dg
 import pytest
 
+from pipelines import ui
+from pipelines.build import DBT_PROJECT_DIR, dbt_environment
 from pipelines.catalog import TOPIC_NAMES
-from pipelines.definitions import build_definitions
-from pipelines.defs.automation import DEFAULT_SENSOR_INTERVAL, FULL_BUILD_JOB, LAG_SENSOR, MICRO_BATCH_JOB
-from pipelines.defs.contracts import CHECK_NAME, STRUCTURAL, evaluate_contract, wilson_lower_bound
-from pipelines.defs.dbt import DBT_OP_NAME, DBT_PROJECT_DIR, LAYER_TAG, MART_LAYER, TradelakeDbtTranslator
-from pipelines.defs.landing import BATCHES_KEY, LANDING_GROUP, QUARANTINE_KEY, topic_key
-from pipelines.defs.maintenance import MAINTENANCE_KEY
+from pipelines.definitions import defs as code_location
+from pipelines.defs.automation.freshness import FRESHNESS_VARIABLE, mart_freshness_policy
+from pipelines.defs.automation.jobs import FULL_BUILD_JOB, MICRO_BATCH_JOB
+from pipelines.defs.automation.sensors import DEFAULT_SENSOR_INTERVAL, INTERVAL_VARIABLE, LAG_SENSOR
+from pipelines.defs.contracts.checks import CHECK_NAME, STRUCTURAL, evaluate_contract, wilson_lower_bound
+from pipelines.defs.dbt.assets import DBT_OP_NAME, dbt_definitions, missing_dbt_environment
+from pipelines.defs.dbt.translator import LAYER_TAG, MART_LAYER, TradelakeDbtTranslator
+from pipelines.defs.landing.assets import BATCHES_KEY, LANDING_GROUP, QUARANTINE_KEY, topic_key
+from pipelines.defs.maintenance.assets import MAINTENANCE_GROUP, MAINTENANCE_KEY
+from pipelines.defs.resources import defs as shared_resources
+from pipelines.errors import TradelakeError
+from pipelines.settings import Settings
 
 REPO = Path(__file__).resolve().parents[2]
-DBT_GROUPS = {"staging", "dimensions", "pricing", "rankings", "finance", "audit"}
+DBT_GROUPS = {"staging", "intermediate", "dimensions", "pricing", "rankings", "finance", "audit"}
 MART_GROUPS = {"pricing", "rankings", "finance", "audit"}
+DOMAINS = {"landing", "contracts", "dbt", "automation", "maintenance"}
 
 
 @pytest.fixture(scope="module")
 def defs() -> dg.Definitions:
-    return build_definitions()
+    return code_location()
 
 
 @pytest.fixture(scope="module")
@@ -36,23 +47,102 @@ def graph(defs: dg.Definitions):
     return defs.resolve_asset_graph()
 
 
-def test_importing_the_code_location_reads_no_environment():
-    env = {k: v for k, v in os.environ.items() if not k.startswith(("TRADELAKE_", "KAFKA_", "DAGSTER_"))}
-    code = (
-        "import os, pipelines.definitions as d\n"
-        "assert not any(k.startswith(('TRADELAKE_', 'KAFKA_')) for k in os.environ)\n"
-        "print(type(d.defs).__name__)"
-    )
+def _without_lake_environment() -> dict[str, str]:
+    return {k: v for k, v in os.environ.items() if not k.startswith(("TRADELAKE_", "KAFKA_", "DAGSTER_"))}
+
+
+def test_importing_the_code_location_and_every_defs_module_reads_no_environment():
+    code = """
+import importlib, os, pkgutil
+read = []
+
+class Watched(dict):
+    def __getitem__(self, k):
+        read.append(k)
+        return super().__getitem__(k)
+
+    def get(self, k, default=None):
+        read.append(k)
+        return super().get(k, default)
+
+    def __contains__(self, k):
+        read.append(k)
+        return super().__contains__(k)
+
+os.environ = Watched(os.environ)
+import pipelines.definitions as d
+import pipelines.defs
+modules = [m.name for m in pkgutil.walk_packages(pipelines.defs.__path__, "pipelines.defs.")]
+for name in modules:
+    importlib.import_module(name)
+ours = sorted({k for k in read if k.startswith(("TRADELAKE_", "KAFKA_"))})
+assert not ours, ours
+assert not any(k.startswith(("TRADELAKE_", "KAFKA_")) for k in os.environ)
+print(type(d.defs).__name__, len(modules))
+"""
+    env = _without_lake_environment()
     done = subprocess.run([sys.executable, "-c", code], env=env, capture_output=True, text=True, timeout=60)
     assert done.returncode == 0, done.stderr
-    assert done.stdout.strip() == "LazyDefinitions"  # built when Dagster loads the location
+    kind, modules = done.stdout.split()
+    assert kind == "LazyDefinitions"  # built when Dagster loads the location
+    assert int(modules) >= 15
+
+
+def test_the_definitions_are_the_defs_folder_one_folder_per_domain(defs):
+    project = tomllib.loads((REPO / "pyproject.toml").read_text())["tool"]["dg"]
+    assert project["directory_type"] == "project"
+    assert project["project"]["root_module"] == "pipelines"
+    assert project["project"]["defs_module"] == "pipelines.defs"
+    assert project["project"]["code_location_target_module"] == ui.CODE_LOCATION == "pipelines.definitions"
+    assert project["project"]["code_location_name"] == ui.LOCATION_NAME
+    folder = REPO / "pipelines" / "defs"
+    assert {p.name for p in folder.iterdir() if p.is_dir() and (p / "__init__.py").exists()} == DOMAINS
+    folder_of = {
+        topic_key(TOPIC_NAMES[0]): "landing",
+        dg.AssetKey(["pricing", "price_bands"]): "dbt",
+        MAINTENANCE_KEY: "maintenance",
+    }
+    for key, domain in folder_of.items():
+        module = defs.resolve_assets_def(key).op.compute_fn.decorated_fn.__module__
+        assert module.startswith(f"pipelines.defs.{domain}."), (key, module)
+
+
+def test_dagster_and_dg_find_the_code_location_from_the_repository_root():
+    env = _without_lake_environment() | {
+        "VIRTUAL_ENV": sys.prefix,
+        "PATH": f"{Path(sys.executable).parent}:{os.environ['PATH']}",
+    }
+    validate = subprocess.run(
+        [sys.executable, "-m", "dagster", "definitions", "validate"],
+        cwd=REPO,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
+    assert validate.returncode == 0, validate.stdout[-3000:] + validate.stderr[-3000:]
+    assert f"Validation successful for code location {ui.LOCATION_NAME}" in validate.stdout + validate.stderr
+    listed = subprocess.run(
+        [str(Path(sys.executable).with_name("dg")), "list", "defs", "--json"],
+        cwd=REPO,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
+    assert listed.returncode == 0, listed.stdout[-3000:] + listed.stderr[-3000:]
+    found = json.loads(listed.stdout)
+    assert {a["group_name"] for a in found["assets"]} == {LANDING_GROUP, MAINTENANCE_GROUP} | DBT_GROUPS
+    assert {j["name"] for j in found["jobs"]} >= {MICRO_BATCH_JOB, FULL_BUILD_JOB}
+    assert [s["name"] for s in found["sensors"]] == [LAG_SENSOR]
+    assert {s["name"] for s in found["schedules"]} == {"daily_full_build", "maintenance_schedule"}
+    assert {r["name"] for r in found["resources"]} == {"tradelake", "contract_policy", "dbt"}
 
 
 def test_the_code_location_loads_without_any_lake_configured(monkeypatch):
-    for name in ("TRADELAKE_HOME", "KAFKA_BOOTSTRAP_SERVERS", "TRADELAKE_KAFKA_CONFIG", "TRADELAKE_SENSOR_INTERVAL"):
+    for name in ("TRADELAKE_HOME", "KAFKA_BOOTSTRAP_SERVERS", "TRADELAKE_KAFKA_CONFIG", INTERVAL_VARIABLE):
         monkeypatch.delenv(name, raising=False)
-    module = importlib.import_module("pipelines.definitions")
-    loaded = module.defs()
+    loaded = code_location()
     dg.Definitions.validate_loadable(loaded)
     assert loaded.resources["tradelake"].home == dg.EnvVar("TRADELAKE_HOME")
 
@@ -94,11 +184,35 @@ def test_dbt_tests_are_asset_checks_and_marts_have_a_freshness_policy(defs, grap
     assert dbt_assets.op.name == DBT_OP_NAME
     dbt_checks = [k for k in graph.asset_check_keys if k.name != CHECK_NAME]
     assert len(dbt_checks) > 50
+    default = dg.FreshnessPolicy.time_window(fail_window=timedelta(minutes=15), warn_window=timedelta(minutes=5))
     for key in dbt_assets.keys:
         node = graph.get(key)
         is_mart = node.group_name in MART_GROUPS
         assert (node.tags.get(LAYER_TAG) == MART_LAYER) == is_mart, key
-        assert (node.freshness_policy is not None) == is_mart, key
+        assert node.freshness_policy == (default if is_mart else None), key
+
+
+def test_the_mart_freshness_slo_comes_from_the_environment_at_load_time(monkeypatch):
+    monkeypatch.setenv(FRESHNESS_VARIABLE, "2,10")
+    loaded = code_location().resolve_asset_graph()
+    policy = loaded.get(dg.AssetKey(["finance", "payment_reconciliation"])).freshness_policy
+    assert policy == dg.FreshnessPolicy.time_window(fail_window=timedelta(minutes=10), warn_window=timedelta(minutes=2))
+    assert loaded.get(dg.AssetKey(["staging", "stg_fleet__gps"])).freshness_policy is None
+    only_fail = mart_freshness_policy({FRESHNESS_VARIABLE: "30"})
+    assert only_fail == dg.FreshnessPolicy.time_window(fail_window=timedelta(minutes=30))
+    for wrong in ("15,5", "0.5", "5,5", "soon", "1,2,3"):
+        with pytest.raises(TradelakeError, match=f"^{FRESHNESS_VARIABLE}='{wrong}': expected minutes as WARN,FAIL"):
+            mart_freshness_policy({FRESHNESS_VARIABLE: wrong})
+
+
+def test_the_dbt_step_runs_only_with_dbt_s_environment_for_the_lake(tmp_path: Path):
+    settings = Settings.load(env={}, home=str(tmp_path / "lake"))
+    assert missing_dbt_environment(settings, ui.ui_environment(settings)) == [], "tradelake ui hands dbt the lake"
+    assert missing_dbt_environment(settings, dbt_environment(settings)) == []
+    other = Settings.load(env={}, home=str(tmp_path / "other"))
+    assert "TRADELAKE_HOME" in missing_dbt_environment(settings, ui.ui_environment(other))
+    partial = {k: v for k, v in dbt_environment(settings).items() if k != "TRADELAKE_WAREHOUSE"}
+    assert missing_dbt_environment(settings, partial) == ["TRADELAKE_WAREHOUSE"]
 
 
 def test_the_translator_rule_covers_any_folder():
@@ -118,13 +232,18 @@ def _copy_dbt_project(to: Path) -> Path:
     return to
 
 
+def _dbt_graph(project: Path):
+    """The dbt domain of another dbt project, with the resources its assets need."""
+    return dg.Definitions.merge(dbt_definitions(project), shared_resources()).resolve_asset_graph()
+
+
 def test_a_model_file_added_under_models_appears_with_no_python_change(tmp_path: Path):
     project = _copy_dbt_project(tmp_path / "dbt")
-    before = build_definitions(dbt_project_dir=project).resolve_asset_graph()
+    before = _dbt_graph(project)
     manifest = project / "target" / "manifest.json"
     assert manifest.exists(), "manifest produced without a manual step"
     parsed_at = manifest.stat().st_mtime_ns
-    build_definitions(dbt_project_dir=project)
+    dbt_definitions(project)
     assert manifest.stat().st_mtime_ns == parsed_at, "an unchanged project is not parsed again"
     new_key = dg.AssetKey(["finance", "zz_payouts_by_currency"])
     assert new_key not in before.get_all_asset_keys()
@@ -133,7 +252,7 @@ def test_a_model_file_added_under_models_appears_with_no_python_change(tmp_path:
         "select currency, sum(payout_cents) as payout_cents\n"
         "from {{ ref('payment_reconciliation') }}\ngroup by currency\n"
     )
-    after = build_definitions(dbt_project_dir=project).resolve_asset_graph()
+    after = _dbt_graph(project)
     node = after.get(new_key)
     assert node.group_name == "finance"
     assert node.parent_keys == {dg.AssetKey(["finance", "payment_reconciliation"])}
@@ -144,7 +263,6 @@ def test_automation_sensor_schedule_and_jobs(defs):
     sensor = defs.resolve_sensor_def(LAG_SENSOR)
     assert sensor.minimum_interval_seconds == DEFAULT_SENSOR_INTERVAL == 30
     assert sensor.default_status == dg.DefaultSensorStatus.RUNNING
-    assert build_definitions(sensor_interval_seconds=5).resolve_sensor_def(LAG_SENSOR).minimum_interval_seconds == 5
     schedule = defs.resolve_schedule_def("daily_full_build")
     assert schedule.cron_schedule == "0 3 * * *" and schedule.job_name == FULL_BUILD_JOB
     assert defs.resolve_job_def(FULL_BUILD_JOB).run_config["ops"][DBT_OP_NAME] == {"config": {"full_refresh": True}}
@@ -154,9 +272,8 @@ def test_automation_sensor_schedule_and_jobs(defs):
 
 
 def test_the_sensor_interval_comes_from_the_environment_at_load_time(monkeypatch):
-    monkeypatch.setenv("TRADELAKE_SENSOR_INTERVAL", "7")
-    loaded = importlib.import_module("pipelines.definitions").defs()
-    assert loaded.resolve_sensor_def(LAG_SENSOR).minimum_interval_seconds == 7
+    monkeypatch.setenv(INTERVAL_VARIABLE, "7")
+    assert code_location().resolve_sensor_def(LAG_SENSOR).minimum_interval_seconds == 7
 
 
 def test_dagster_yaml_configures_a_small_local_instance(tmp_path: Path, monkeypatch):

@@ -13,6 +13,7 @@ import pytest
 
 from pipelines.build import DBT_PROJECT_DIR, build, run_dbt
 from pipelines.settings import Settings
+from pipelines.warehouse import building
 from tests.component.dbt_lake import empty_lake
 
 REPO = DBT_PROJECT_DIR.parent
@@ -29,7 +30,8 @@ def documented(tmp_path_factory: pytest.TempPathFactory) -> tuple[dict, dict]:
     """(manifest, catalog) of the project built on an empty lake and documented."""
     settings = empty_lake(tmp_path_factory.mktemp("dbt") / "lake")
     build(settings)
-    run_dbt(settings, "docs generate")
+    with building(settings):  # docs generate opens the warehouse: a build's attempt, like any dbt command
+        run_dbt(settings, "docs generate")
     target = settings.home / "dbt" / "target"
     return json.loads((target / "manifest.json").read_text()), json.loads((target / "catalog.json").read_text())
 

@@ -14,8 +14,8 @@ import pytest
 from deltalake import DeltaTable, write_deltalake
 
 from pipelines.cli import main
-from pipelines.defs.contracts import read_validations
-from pipelines.defs.landing import bytes_of_batches, log_files, row_count
+from pipelines.defs.contracts.checks import read_validations
+from pipelines.defs.landing.assets import bytes_of_batches, log_files, row_count
 from pipelines.demo import reset_lake
 from pipelines.errors import TradelakeError
 from pipelines.lake.schemas import (

@@ -22,15 +22,9 @@ import pyarrow as pa
 import pytest
 from deltalake import CommitProperties, DeltaTable, Transaction, write_deltalake
 
-from pipelines.defs.maintenance import (
-    CRON_VARIABLE,
-    DEFAULT_CRON,
-    MAINTENANCE_JOB,
-    MAINTENANCE_KEY,
-    MAINTENANCE_SCHEDULE,
-    lake_maintenance,
-)
-from pipelines.defs.maintenance import defs as maintenance_defs
+from pipelines.defs.maintenance.assets import MAINTENANCE_KEY, lake_maintenance
+from pipelines.defs.maintenance.schedules import CRON_VARIABLE, DEFAULT_CRON, MAINTENANCE_JOB, MAINTENANCE_SCHEDULE
+from pipelines.defs.maintenance.schedules import defs as maintenance_schedules
 from pipelines.defs.resources import TradelakeResource
 from pipelines.errors import TradelakeError
 from pipelines.lake import duckdb_delta
@@ -369,11 +363,12 @@ def test_the_dagster_asset_maintains_the_lake_on_its_schedule(tmp_path, monkeypa
 
     monkeypatch.delenv(CRON_VARIABLE, raising=False)
     defs = dg.Definitions.merge(
-        maintenance_defs(), dg.Definitions(resources={"tradelake": TradelakeResource(home=str(home))})
+        maintenance_schedules(),
+        dg.Definitions(assets=[lake_maintenance], resources={"tradelake": TradelakeResource(home=str(home))}),
     )
     schedule = defs.resolve_schedule_def(MAINTENANCE_SCHEDULE)
     assert schedule.cron_schedule == DEFAULT_CRON and schedule.job_name == MAINTENANCE_JOB
     assert schedule.default_status == dg.DefaultScheduleStatus.RUNNING
     assert set(defs.resolve_job_def(MAINTENANCE_JOB).asset_layer.executable_asset_keys) == {MAINTENANCE_KEY}
     monkeypatch.setenv(CRON_VARIABLE, "5 */6 * * *")
-    assert maintenance_defs().schedules[0].cron_schedule == "5 */6 * * *"
+    assert maintenance_schedules().schedules[0].cron_schedule == "5 */6 * * *"

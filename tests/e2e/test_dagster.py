@@ -21,14 +21,16 @@ import pytest
 
 from pipelines import kafka
 from pipelines.broker import EmbeddedBroker
+from pipelines.build import dbt_environment
 from pipelines.catalog import TOPIC_NAMES
-from pipelines.definitions import build_definitions
-from pipelines.defs.automation import LAG_SENSOR, MICRO_BATCH_JOB
-from pipelines.defs.contracts import CHECK_NAME
-from pipelines.defs.dbt import DBT_OP_NAME
-from pipelines.defs.landing import BATCHES_KEY, QUARANTINE_KEY, run_landing, topic_key
-from pipelines.defs.maintenance import MAINTENANCE_KEY
-from pipelines.defs.materialize import materialize_all
+from pipelines.definitions import defs as code_location
+from pipelines.defs.automation.jobs import MICRO_BATCH_JOB
+from pipelines.defs.automation.sensors import LAG_SENSOR
+from pipelines.defs.contracts.checks import CHECK_NAME
+from pipelines.defs.dbt.assets import DBT_OP_NAME
+from pipelines.defs.landing.assets import BATCHES_KEY, QUARANTINE_KEY, run_landing, topic_key
+from pipelines.defs.maintenance.assets import MAINTENANCE_KEY
+from pipelines.materialize import materialize_all
 from pipelines.produce import simulate
 from pipelines.settings import Settings
 from pipelines.simulator import SimulationConfig
@@ -53,7 +55,7 @@ MART_KEYS = {
 def lake_environment(settings: Settings) -> Iterator[None]:
     """The environment ``tradelake ui`` gives Dagster, pointing at a test lake."""
     env = {
-        "TRADELAKE_HOME": str(settings.home),
+        **dbt_environment(settings),
         "KAFKA_BOOTSTRAP_SERVERS": settings.bootstrap_servers or "",
         "TRADELAKE_PII_KEY": TEST_PII_KEY,
     }
@@ -99,18 +101,18 @@ def build_lake_through_dagster(root: Path) -> BuiltLake:
         # As `tradelake demo` would: recorded in the lake's own instance, which `tradelake ui` serves.
         done = materialize_all(settings)
         assert_exactly_once(settings)
-    graph = build_definitions().resolve_asset_graph()
-    result = done.result
+    graph = code_location().resolve_asset_graph()
+    with dg.DagsterInstance.from_config(str(settings.home / "dagster")) as instance:
+        materializations = instance.get_records_for_run(done.run_id, of_type=dg.DagsterEventType.ASSET_MATERIALIZATION)
+        checks = instance.get_records_for_run(done.run_id, of_type=dg.DagsterEventType.ASSET_CHECK_EVALUATION)
+    evaluations = [r.event_log_entry.dagster_event.event_specific_data for r in checks.records]
     built = BuiltLake(
         home=settings.home,
         success=done.success,
         all_assets=set(graph.get_all_asset_keys()) - {MAINTENANCE_KEY},  # on its own schedule
         all_checks=set(graph.asset_check_keys),
-        materialized={
-            e.asset_key: dict(e.step_materialization_data.materialization.metadata)
-            for e in result.get_asset_materialization_events()
-        },
-        evaluations={dg.AssetCheckKey(e.asset_key, e.check_name): e for e in result.get_asset_check_evaluations()},
+        materialized={r.asset_key: dict(r.asset_materialization.metadata) for r in materializations.records},
+        evaluations={dg.AssetCheckKey(e.asset_key, e.check_name): e for e in evaluations},
         records_per_topic=dict(report.records_per_topic),
         summary=done.summary(),
     )
@@ -188,7 +190,7 @@ def test_a_contract_failure_blocks_the_dbt_build(tmp_path: Path):
         simulate(settings, SimulationConfig(events=3_000, seed=3))
         produce_buggy_bids(settings, 200)
         with lake_environment(settings), dg.instance_for_test() as instance:
-            defs = build_definitions()
+            defs = code_location()
             # the job the lag sensor runs: landing, its contract checks, then dbt
             result = defs.resolve_job_def(MICRO_BATCH_JOB).execute_in_process(instance=instance, raise_on_error=False)
         assert_exactly_once(settings)  # the batch is landed and quarantined all the same
@@ -213,7 +215,7 @@ def test_the_lag_sensor_requests_a_micro_batch_with_lag_and_skips_without(tmp_pa
     with EmbeddedBroker(tmp_path / "broker") as broker:
         settings = new_lake(tmp_path, broker)
         with lake_environment(settings), dg.instance_for_test() as instance:
-            defs = build_definitions()
+            defs = code_location()
             sensor = defs.resolve_sensor_def(LAG_SENSOR)
             assert sensor.minimum_interval_seconds == 30
 

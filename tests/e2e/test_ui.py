@@ -15,6 +15,7 @@ from pathlib import Path
 import pytest
 
 from pipelines.broker import free_port, port_open
+from pipelines.ui import LOCATION_NAME
 
 pytestmark = pytest.mark.e2e
 
@@ -87,6 +88,9 @@ def test_the_ui_lists_the_asset_groups_and_stops_cleanly(tmp_path: Path):
     try:
         groups = wait_for_asset_groups(port, process)
         assert set(GROUPS) <= groups
+        workspace = graphql(port, "{ workspaceOrError { ... on Workspace { locationEntries { name } } } }")
+        locations = [entry["name"] for entry in workspace["data"]["workspaceOrError"]["locationEntries"]]
+        assert locations == [LOCATION_NAME], "named as in pyproject.toml's [tool.dg.project]"
 
         url = f"http://127.0.0.1:{port}/asset-groups"
         page = browse(url, tmp_path, ["--dump-dom"], "dom")

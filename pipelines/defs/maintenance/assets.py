@@ -1,15 +1,11 @@
-"""Maintenance of the lake's Delta tables as an asset, on a schedule (``tradelake maintain`` in Dagster).
+"""The lake's Delta tables maintained as an asset (``tradelake maintain`` in Dagster).
 
 ``lake_maintenance`` compacts each table's day partitions, checkpoints, vacuums and cleans the
 log (``pipelines.lake.maintain``); its materializations record what each run did, table by
 table. It has a group of its own (``maintenance``) and depends on no asset, so that no
 micro-batch or full build runs it: compacting every 30 s would rewrite a day's files over and
-over. ``maintenance_schedule`` runs it on
-``TRADELAKE_MAINTENANCE_CRON`` (UTC, default ``17 * * * *``: hourly, away from the full hour
-the daily build starts on), read when the code location loads.
+over. Its job and schedule are in ``schedules.py``.
 """
-
-import os
 
 import dagster as dg
 from pydantic import Field
@@ -19,10 +15,6 @@ from pipelines.lake.maintain import DEFAULT_RETENTION_HOURS, DEFAULT_TARGET_SIZE
 
 MAINTENANCE_KEY = dg.AssetKey("lake_maintenance")
 MAINTENANCE_GROUP = "maintenance"
-MAINTENANCE_JOB = "maintenance"
-MAINTENANCE_SCHEDULE = "maintenance_schedule"
-CRON_VARIABLE = "TRADELAKE_MAINTENANCE_CRON"
-DEFAULT_CRON = "17 * * * *"
 
 
 class MaintenanceConfig(dg.Config):
@@ -75,21 +67,3 @@ def lake_maintenance(
     )
     context.log.info(report.summary())
     return dg.MaterializeResult(metadata=report_metadata(report))
-
-
-def defs(cron: str | None = None) -> dg.Definitions:
-    """The asset, its job and its schedule (``cron`` default: ``$TRADELAKE_MAINTENANCE_CRON`` or hourly at :17)."""
-    job = dg.define_asset_job(
-        MAINTENANCE_JOB,
-        selection=[MAINTENANCE_KEY],
-        description="Compact, checkpoint and vacuum the lake's Delta tables.",
-    )
-    schedule = dg.ScheduleDefinition(
-        name=MAINTENANCE_SCHEDULE,
-        job=job,
-        cron_schedule=cron or os.environ.get(CRON_VARIABLE) or DEFAULT_CRON,
-        execution_timezone="UTC",
-        default_status=dg.DefaultScheduleStatus.RUNNING,
-        description="Maintain the lake's Delta tables (lake_maintenance) on TRADELAKE_MAINTENANCE_CRON.",
-    )
-    return dg.Definitions(assets=[lake_maintenance], jobs=[job], schedules=[schedule])

@@ -231,7 +231,3 @@ def land_topics(context: dg.AssetExecutionContext, tradelake: TradelakeResource)
                 "path": dg.MetadataValue.path(lake.uri(QUARANTINE_TABLE)),
             },
         )
-
-
-def defs() -> dg.Definitions:
-    return dg.Definitions(assets=[land_topics])

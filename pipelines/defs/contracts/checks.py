@@ -33,7 +33,7 @@ from typing import Any
 import dagster as dg
 
 from pipelines.catalog import TOPIC_NAMES
-from pipelines.defs.landing import TOPIC_BY_KEY, topic_key
+from pipelines.defs.landing.assets import TOPIC_BY_KEY, topic_key
 from pipelines.defs.resources import ContractPolicy, TradelakeResource
 from pipelines.lake.schemas import BATCHES_TABLE
 from pipelines.lake.tables import Lake
@@ -281,7 +281,3 @@ def contract_checks(
             description=evaluation.describe(),
             metadata=evaluation.metadata(contract_policy),
         )
-
-
-def defs() -> dg.Definitions:
-    return dg.Definitions(asset_checks=[contract_checks])
