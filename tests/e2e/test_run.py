@@ -244,3 +244,37 @@ def test_up_starts_the_live_lakehouse_and_stops_all_of_it(tmp_path):
     assert _ports_free(ui, metrics), "the UI and metrics ports are free again"
     children = subprocess.run(["pgrep", "-f", str(home)], capture_output=True, text=True).stdout.split()
     assert not children, f"processes of the lakehouse left running: {children}"
+
+
+def test_the_lag_sensor_skips_with_its_reason_while_a_runner_owns_the_lake(lake):
+    from pipelines.defs.automation.sensors import LAG_SENSOR
+    from tests.e2e.test_dagster import code_location, lake_environment
+
+    runner = subprocess.Popen(
+        [sys.executable, "-m", "pipelines.cli", "run", "--no-full-build"],
+        env=_env(lake),
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
+    try:
+        _wait(lambda: lake.lake.url and os.path.isdir(f"{lake.lake.url}/_batches"), 60, "the runner started", runner)
+        assert run_cli("simulate", "--events", "1500", "-q", settings=lake).returncode == 0
+        with lake_environment(lake), dg.instance_for_test() as instance:
+            defs = code_location()
+            sensor = defs.resolve_sensor_def(LAG_SENSOR)
+            for _ in range(3):  # whatever the lag at the tick, while the runner lands: a skip, never a run
+                tick = sensor(dg.build_sensor_context(instance=instance, definitions=defs, resources=defs.resources))
+                assert isinstance(tick, dg.SkipReason), tick
+                assert "'tradelake run'" in tick.skip_message and "owns landing" in tick.skip_message
+                time.sleep(1)
+            assert not instance.get_run_records(), "no run was launched, so none failed"
+    finally:
+        runner.send_signal(signal.SIGTERM)
+        assert runner.wait(timeout=120) == 0, runner.stderr.read()
+    with lake_environment(lake), dg.instance_for_test() as instance:  # the runner stopped: the sensor may land again
+        defs = code_location()
+        tick = defs.resolve_sensor_def(LAG_SENSOR)(
+            dg.build_sensor_context(instance=instance, definitions=defs, resources=defs.resources)
+        )
+        assert not (isinstance(tick, dg.SkipReason) and "owns landing" in (tick.skip_message or ""))

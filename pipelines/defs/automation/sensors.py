@@ -12,6 +12,7 @@ from pipelines.defs.automation.jobs import MICRO_BATCH_JOB, micro_batch_job
 from pipelines.defs.landing.assets import BATCHES_KEY, QUARANTINE_KEY, topic_key
 from pipelines.defs.resources import TradelakeResource
 from pipelines.errors import TradelakeError
+from pipelines.landing.ingest import landing_owner
 from pipelines.status import PartitionStatus, partition_status
 
 LAG_SENSOR = "landing_lag_sensor"
@@ -53,8 +54,12 @@ def build_lag_sensor(minimum_interval_seconds: int = DEFAULT_SENSOR_INTERVAL) ->
     def landing_lag_sensor(
         context: dg.SensorEvaluationContext, tradelake: TradelakeResource
     ) -> dg.RunRequest | dg.SkipReason:
+        settings = tradelake.settings()
+        owner = landing_owner(settings)
+        if owner is not None:  # `tradelake run` or `ingest --follow` lands (and the runner builds) already
+            return dg.SkipReason(f"{owner} owns landing of this lake: it lands continuously, no micro-batch needed")
         try:
-            rows = partition_status(tradelake.settings())
+            rows = partition_status(settings)
         except TradelakeError as e:
             return dg.SkipReason(f"cannot read the topics' lag: {e}")
         lag = lag_by_topic(rows)
