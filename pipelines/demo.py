@@ -82,3 +82,4 @@ def _run(settings: Settings, events: int, seed: int) -> None:
     print(f"                                TRADELAKE_HOME={settings.home})")
     print("  notebooks/*.ipynb             pricing, rankings, reconciliation, audit (read warehouse.duckdb read-only)")
     print("  .venv/bin/tradelake export finance.payment_reconciliation --format csv")
+    print("  make up                       the live lakehouse: streaming traffic, marts rebuilt by themselves")
