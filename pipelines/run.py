@@ -15,6 +15,7 @@ its one-line error; a failed build is logged and reported, and the next commit r
 from __future__ import annotations
 
 import logging
+import queue
 import signal
 import threading
 import time
@@ -64,6 +65,11 @@ class Runner:
         self._changed = threading.Condition()
         self._landed = _Landed()
         self._landing_error: BaseException | None = None
+        # Batches to report to Dagster, by a thread of their own: the instance's writes (sqlite)
+        # must not sit on landing's commit path.
+        self._to_record: queue.SimpleQueue[tuple[RoutedBatch, float, dict[tuple[str, int], int]] | None] = (
+            queue.SimpleQueue()
+        )
         self.builds = 0
 
     def stop(self, *_: object) -> None:
@@ -83,16 +89,20 @@ class Runner:
                     self.settings,
                     batch_size=self.options.batch_size,
                     flush_interval=self.options.flush_interval,
-                    on_batch=lambda batch, seconds: self._committed(recorder, batch, seconds),
+                    on_batch=self._committed,
                     on_lag=self._lag,
                 )
                 landing = threading.Thread(target=self._land, args=(lander,), name="tradelake-landing")
+                recording = threading.Thread(target=self._record, args=(recorder,), name="tradelake-recorder")
+                recording.start()
                 landing.start()
                 try:
                     self._build_loop(recorder)
                 finally:
                     self.stop()
                     landing.join()
+                    self._to_record.put(None)  # after landing's last batch
+                    recording.join()
         finally:
             if server is not None:
                 server.close()
@@ -109,7 +119,15 @@ class Runner:
         finally:
             self.stop()
 
-    def _committed(self, recorder: Recorder, batch: RoutedBatch, seconds: float) -> None:
+    def _record(self, recorder: Recorder) -> None:
+        while (item := self._to_record.get()) is not None:
+            batch, seconds, lag = item
+            try:
+                recorder.batch(batch, seconds, lag)
+            except Exception as e:  # the Dagster instance is a view of the lake, never a reason to stop landing
+                log.warning("could not record batch %d in Dagster: %s", batch.batch_id, e)
+
+    def _committed(self, batch: RoutedBatch, seconds: float) -> None:
         counts = {
             t.topic: {
                 "records": t.records,
@@ -125,10 +143,7 @@ class Runner:
             self._landed.commits += 1
             self._landed.last_commit = time.monotonic()
             self._changed.notify_all()
-        try:
-            recorder.batch(batch, seconds, lag)
-        except Exception as e:  # the Dagster instance is a view of the lake, never a reason to stop landing
-            log.warning("could not record batch %d in Dagster: %s", batch.batch_id, e)
+        self._to_record.put((batch, seconds, lag))
 
     def _lag(self, lag: dict[tuple[str, int], int]) -> None:
         self.metrics.set_lag(lag)
