@@ -36,16 +36,22 @@ def lake(tmp_path: Path, broker: EmbeddedBroker) -> Settings:
     return settings
 
 
-def run_cli(*args: str, settings: Settings | None = None, env: dict[str, str] | None = None, timeout: float = 300):
-    """Run the real ``tradelake`` console entry point in a subprocess."""
-    full_env = {k: v for k, v in os.environ.items() if not k.startswith(("KAFKA_", "TRADELAKE_"))}
+def cli_env(settings: Settings | None = None) -> dict[str, str]:
+    """The environment of a ``tradelake`` subprocess: this one's, without any tradelake, Kafka or
+    Dagster setting of the developer's, pointed at ``settings``' lake and broker."""
+    env = {k: v for k, v in os.environ.items() if not k.startswith(("KAFKA_", "TRADELAKE_", "DAGSTER_"))}
     if settings is not None:
-        full_env |= {
+        env |= {
             "TRADELAKE_HOME": str(settings.home),
             "KAFKA_BOOTSTRAP_SERVERS": settings.bootstrap_servers or "",
             "TRADELAKE_PII_KEY": TEST_PII_KEY,
         }
-    full_env |= env or {}
+    return env
+
+
+def run_cli(*args: str, settings: Settings | None = None, env: dict[str, str] | None = None, timeout: float = 300):
+    """Run the real ``tradelake`` console entry point in a subprocess."""
+    full_env = cli_env(settings) | (env or {})
     return subprocess.run(
         [sys.executable, "-m", "pipelines.cli", *args],
         env=full_env,

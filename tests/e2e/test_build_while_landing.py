@@ -16,7 +16,7 @@ import duckdb
 import pytest
 from deltalake import DeltaTable
 
-from tests.conftest import TEST_PII_KEY, run_cli
+from tests.conftest import cli_env, run_cli
 
 pytestmark = pytest.mark.e2e
 
@@ -27,9 +27,7 @@ def _committed_distinct(lake_url: str, topic: str, key: str) -> int:
 
 
 def test_builds_during_follow_never_skip_a_committed_batch(lake):
-    env = {k: v for k, v in os.environ.items() if not k.startswith(("KAFKA_", "TRADELAKE_"))}
-    env |= {"TRADELAKE_HOME": str(lake.home), "KAFKA_BOOTSTRAP_SERVERS": lake.bootstrap_servers}
-    env |= {"TRADELAKE_PII_KEY": TEST_PII_KEY}
+    env = cli_env(lake)
     cli = [sys.executable, "-m", "pipelines.cli"]
     # Small batches, committed often, so that builds fall between (and during) many commits.
     follow = subprocess.Popen(

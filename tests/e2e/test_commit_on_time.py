@@ -15,7 +15,7 @@ from deltalake import DeltaTable
 from pipelines import kafka
 from pipelines.status import partition_status
 from pipelines.watermarks import high_watermarks
-from tests.conftest import TEST_PII_KEY
+from tests.conftest import cli_env
 
 pytestmark = pytest.mark.e2e
 
@@ -40,9 +40,7 @@ def _landed_offsets(lake_url: str, topic: str) -> list[tuple[int, int]]:
 
 
 def test_a_quiet_streams_burst_is_committed_within_the_flush_interval(lake):
-    env = {k: v for k, v in os.environ.items() if not k.startswith(("KAFKA_", "TRADELAKE_"))}
-    env |= {"TRADELAKE_HOME": str(lake.home), "KAFKA_BOOTSTRAP_SERVERS": lake.bootstrap_servers}
-    env |= {"TRADELAKE_PII_KEY": TEST_PII_KEY}
+    env = cli_env(lake)
     follow = subprocess.Popen(
         [sys.executable, "-m", "pipelines.cli", "ingest", "--follow", "-q"],
         env=env,

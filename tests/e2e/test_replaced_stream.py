@@ -20,7 +20,7 @@ from deltalake import DeltaTable
 from pipelines import kafka
 from pipelines.broker import EmbeddedBroker
 from pipelines.settings import Settings
-from tests.conftest import TEST_PII_KEY, run_cli
+from tests.conftest import TEST_PII_KEY, cli_env, run_cli
 
 pytestmark = pytest.mark.e2e
 
@@ -96,9 +96,7 @@ def test_a_broker_restart_during_follow_stops_it_and_lands_nothing_of_the_new_st
         env={"TRADELAKE_PII_KEY": TEST_PII_KEY}, home=str(tmp_path / "home"), bootstrap_servers=first.bootstrap_servers
     )
     kafka.ensure_topics(settings)
-    env = {k: v for k, v in os.environ.items() if not k.startswith(("KAFKA_", "TRADELAKE_"))}
-    env |= {"TRADELAKE_HOME": str(settings.home), "KAFKA_BOOTSTRAP_SERVERS": first.bootstrap_servers}
-    env |= {"TRADELAKE_PII_KEY": TEST_PII_KEY}
+    env = cli_env(settings)
     follow = subprocess.Popen(
         [sys.executable, "-m", "pipelines.cli", "ingest", "--follow", "-q"],
         env=env,

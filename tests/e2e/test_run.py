@@ -24,7 +24,7 @@ from pipelines import kafka
 from pipelines.broker import free_port, port_open
 from pipelines.record import dagster_instance
 from pipelines.settings import Settings
-from tests.conftest import TEST_PII_KEY, run_cli
+from tests.conftest import TEST_PII_KEY, cli_env, run_cli
 
 pytestmark = pytest.mark.e2e
 
@@ -38,15 +38,6 @@ METRICS = {
     "tradelake_dbt_last_success_timestamp_seconds",
     "tradelake_mart_age_seconds",
 }
-
-
-def _env(settings: Settings) -> dict[str, str]:
-    env = {k: v for k, v in os.environ.items() if not k.startswith(("KAFKA_", "TRADELAKE_", "DAGSTER_"))}
-    return env | {
-        "TRADELAKE_HOME": str(settings.home),
-        "KAFKA_BOOTSTRAP_SERVERS": settings.bootstrap_servers or "",
-        "TRADELAKE_PII_KEY": TEST_PII_KEY,
-    }
 
 
 # A reader process: opens the warehouse, answers a query, waits, answers it again on the same connection.
@@ -113,7 +104,7 @@ def _wait(condition, timeout: float, what: str, process: subprocess.Popen | None
 
 def test_run_lands_and_rebuilds_by_itself_with_metrics_dagster_history_and_an_open_reader(lake):
     port = free_port()
-    env = _env(lake)
+    env = cli_env(lake)
     cli = [sys.executable, "-m", "pipelines.cli"]
     runner = subprocess.Popen(
         [*cli, "run", "--metrics-port", str(port), "--flush-interval", "2", "--no-full-build"],
@@ -252,7 +243,7 @@ def test_the_lag_sensor_skips_with_its_reason_while_a_runner_owns_the_lake(lake)
 
     runner = subprocess.Popen(
         [sys.executable, "-m", "pipelines.cli", "run", "--no-full-build"],
-        env=_env(lake),
+        env=cli_env(lake),
         stdout=subprocess.DEVNULL,
         stderr=subprocess.PIPE,
         text=True,
