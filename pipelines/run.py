@@ -128,16 +128,7 @@ class Runner:
                 log.warning("could not record batch %d in Dagster: %s", batch.batch_id, e)
 
     def _committed(self, batch: RoutedBatch, seconds: float) -> None:
-        counts = {
-            t.topic: {
-                "records": t.records,
-                "landed": sum(t.landed.values()),
-                "quarantined": sum(t.quarantined.values()),
-                "tombstones": sum(t.tombstones.values()),
-            }
-            for t in batch.topics.values()
-        }
-        self.metrics.batch_committed(counts, seconds)
+        self.metrics.batch_committed({t.topic: t.counts() for t in batch.topics.values()}, seconds)
         with self._changed:
             lag = dict(self._landed.lag)
             self._landed.commits += 1

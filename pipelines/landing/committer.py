@@ -71,6 +71,15 @@ class TopicBatch:
     def records(self) -> int:
         return sum(r.records for r in self.ranges.values())
 
+    def counts(self) -> dict[str, int]:
+        """How its records went: records = landed + quarantined + tombstones."""
+        return {
+            "records": self.records,
+            "landed": sum(self.landed.values()),
+            "quarantined": sum(self.quarantined.values()),
+            "tombstones": sum(self.tombstones.values()),
+        }
+
 
 @dataclass
 class PendingCommit:

@@ -32,12 +32,7 @@ class IngestStats:
         return 1000 * self.commit_seconds / self.batches if self.batches else 0.0
 
     def add(self, batch: TopicBatch) -> None:
-        counts = {
-            "records": batch.records,
-            "landed": sum(batch.landed.values()),
-            "quarantined": sum(batch.quarantined.values()),
-            "tombstones": sum(batch.tombstones.values()),
-        }
+        counts = batch.counts()
         self.records += counts["records"]
         self.landed += counts["landed"]
         self.quarantined += counts["quarantined"]
