@@ -53,6 +53,7 @@ class Column:
     path: str
     type_list: tuple[str, ...]
     personal_data: bool = False
+    free_text: bool = False  # text people type: e-mails and phone numbers in it are masked
 
     @property
     def name(self) -> str:
@@ -114,6 +115,7 @@ class Contract:
                         path=e["kwargs"]["column"],
                         type_list=tuple(e["kwargs"]["type_list"]),
                         personal_data=bool(e.get("meta", {}).get("personal_data")),
+                        free_text=bool(e.get("meta", {}).get("free_text")),
                     )
                 )
         return cols
@@ -145,6 +147,9 @@ class TopicContracts:
 
     def personal_data_paths(self) -> list[str]:
         return [c.path for c in self.columns() if c.personal_data]
+
+    def free_text_columns(self) -> list[Column]:
+        return [c for c in self.columns() if c.free_text]
 
 
 def _load_suite(path: Path) -> Contract:
