@@ -4,8 +4,10 @@ VENV   := .venv
 BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.installed
 
-.PHONY: demo up test lint broker dagster chromium clean
+.PHONY: demo up test lint broker dagster notebooks chromium clean
 PORT   ?= 3000
+NOTEBOOK_PORT ?= 8888
+NOTEBOOK_STAMP := $(VENV)/.notebooks-installed
 
 $(STAMP): pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -36,6 +38,16 @@ broker: $(STAMP)
 
 dagster: $(STAMP)
 	$(BIN)/tradelake ui --port $(PORT)
+
+# JupyterLab (the `notebooks` extra, not in `make demo`: CI does not need it) on notebooks/,
+# reading the demo's warehouse; the demo is run first when there is no warehouse yet.
+$(NOTEBOOK_STAMP): $(STAMP)
+	$(BIN)/pip install --quiet -e '.[dev,notebooks]'
+	touch $(NOTEBOOK_STAMP)
+
+notebooks: $(NOTEBOOK_STAMP)
+	@test -f "$${TRADELAKE_HOME:-.tradelake}/warehouse.duckdb" || $(BIN)/tradelake demo
+	$(BIN)/jupyter lab --notebook-dir=notebooks --port $(NOTEBOOK_PORT) $(if $(filter 0,$(shell id -u)),--allow-root)
 
 clean:
 	rm -rf .tradelake .dagster_home

@@ -45,7 +45,9 @@ def main() -> None:
         root = Path(tmp)
         with EmbeddedBroker(root / "broker") as broker:
             settings = Settings.load(
-                env={"TRADELAKE_PII_KEY": "bench"}, home=str(root / "lake"), bootstrap_servers=broker.bootstrap_servers
+                env={"TRADELAKE_PII_KEY": "benchmark-personal-data-key"},
+                home=str(root / "lake"),
+                bootstrap_servers=broker.bootstrap_servers,
             )
             kafka.ensure_topics(settings)
             started = time.monotonic()

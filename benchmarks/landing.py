@@ -89,7 +89,11 @@ def main() -> None:
     work = Path(tempfile.mkdtemp(prefix="tradelake-bench-"))
     py = sys.executable
     with EmbeddedBroker(work / "broker") as broker:
-        env = {**os.environ, "KAFKA_BOOTSTRAP_SERVERS": broker.bootstrap_servers, "TRADELAKE_PII_KEY": "bench"}
+        env = {
+            **os.environ,
+            "KAFKA_BOOTSTRAP_SERVERS": broker.bootstrap_servers,
+            "TRADELAKE_PII_KEY": "benchmark-personal-data-key",
+        }
         cli = [py, "-m", "pipelines.cli"]
         print(f"producing {args.events:,} events to {broker.bootstrap_servers} …", flush=True)
         t, _, _ = run([*cli, "simulate", "--events", str(args.events), "--seed", str(args.seed), "-q"], env)

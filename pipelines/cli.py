@@ -5,13 +5,15 @@ from __future__ import annotations
 import argparse
 import contextlib
 import logging
+import math
 import os
 import signal
 import sys
 import threading
 from collections.abc import Callable, Sequence
+from typing import NoReturn
 
-from pipelines.errors import TradelakeError
+from pipelines.errors import TradelakeError, environment_error
 from pipelines.settings import Settings
 
 log = logging.getLogger("tradelake")
@@ -33,7 +35,43 @@ def _stop_on_signals() -> Callable[[], bool]:
 
 
 def _settings(args: argparse.Namespace) -> Settings:
-    return Settings.load(home=args.home, bootstrap_servers=args.bootstrap_servers, kafka_config=args.kafka_config)
+    """The settings of the command, its home checked for the access the command needs (``home_access``)."""
+    settings = Settings.load(home=args.home, bootstrap_servers=args.bootstrap_servers, kafka_config=args.kafka_config)
+    settings.check_home(write=args.home_access == "write")
+    return settings
+
+
+class _Parser(argparse.ArgumentParser):
+    """A usage error is an expected failure too: one ``tradelake: error:`` line, exit status 2."""
+
+    def error(self, message: str) -> NoReturn:
+        self.exit(2, f"tradelake: error: {message} (see '{self.prog} --help')\n")
+
+
+def _number(kind: type, low: float, high: float = math.inf, low_open: bool = False) -> Callable[[str], float]:
+    """An argparse type: a finite ``kind`` within ``low``..``high`` (``low`` excluded when ``low_open``)."""
+    bound = f"above {low:g}" if low_open else f"at least {low:g}" if high == math.inf else f"within {low:g}..{high:g}"
+    name = "a whole number" if kind is int else "a number"
+
+    def parse(text: str) -> float:
+        try:
+            value = kind(text)
+        except ValueError:
+            value = None
+        if value is None or not math.isfinite(value) or value > high or value < low or (low_open and value == low):
+            raise argparse.ArgumentTypeError(f"{text!r} is not {name} {bound}")
+        return value
+
+    return parse
+
+
+COUNT = _number(int, 1)  # events, batch sizes, MiB
+HOURS = _number(int, 0)
+SECONDS = _number(float, 0, low_open=True)
+SECONDS_OR_ZERO = _number(float, 0)
+RATE = _number(float, 0, low_open=True)
+SHARE = _number(float, 0, 1)
+PORT = _number(int, 1, 65535)
 
 
 def cmd_broker(args: argparse.Namespace) -> int:
@@ -58,8 +96,6 @@ def cmd_simulate(args: argparse.Namespace) -> int:
     from pipelines.simulator import SimulationConfig
 
     events = args.events if args.events is not None else FOLLOW_EVENTS if args.follow else DEFAULT_EVENTS
-    if events < 1 or not 0 <= args.malformed_rate <= 1 or (args.rate is not None and args.rate <= 0):
-        raise TradelakeError("--events must be at least 1, --malformed-rate within 0..1 and --rate above 0")
     stop = _stop_on_signals() if args.follow else (lambda: False)
     report = simulate(
         _settings(args),
@@ -76,8 +112,6 @@ def cmd_ingest(args: argparse.Namespace) -> int:
     from pipelines.landing.ingest import ingest
     from pipelines.summary import format_ingest
 
-    if args.batch_size < 1 or args.flush_interval <= 0:
-        raise TradelakeError("--batch-size must be at least 1 and --flush-interval above 0")
     stats = ingest(
         _settings(args),
         follow=args.follow,
@@ -92,10 +126,6 @@ def cmd_ingest(args: argparse.Namespace) -> int:
 def cmd_run(args: argparse.Namespace) -> int:
     from pipelines.run import RunOptions, run
 
-    if args.batch_size < 1 or args.flush_interval <= 0 or args.debounce < 0:
-        raise TradelakeError("--batch-size must be at least 1, --flush-interval above 0, --debounce at least 0")
-    if args.metrics_port is not None and not 0 <= args.metrics_port <= 65535:
-        raise TradelakeError(f"--metrics-port {args.metrics_port}: not a TCP port")
     runner = run(
         _settings(args),
         RunOptions(
@@ -113,11 +143,6 @@ def cmd_run(args: argparse.Namespace) -> int:
 def cmd_up(args: argparse.Namespace) -> int:
     from pipelines.up import UpOptions, up
 
-    if args.rate <= 0:
-        raise TradelakeError("--rate must be above 0")
-    for flag, port in (("--ui-port", args.ui_port), ("--metrics-port", args.metrics_port)):
-        if not 1 <= port <= 65535:
-            raise TradelakeError(f"{flag} {port}: not a TCP port")
     stopped = threading.Event()
     for signum in (signal.SIGTERM, signal.SIGINT):
         signal.signal(signum, lambda *_: stopped.set())
@@ -178,7 +203,7 @@ def cmd_ui(args: argparse.Namespace) -> int:
 def cmd_export(args: argparse.Namespace) -> int:
     from pipelines.export import export
 
-    done = export(_settings(args), args.mart, args.format, args.out)
+    done = export(_settings(args), args.mart, args.format, args.out, include_staging=args.include_staging)
     print(f"exported {done.rows:,} rows of {done.relation} to {done.path}")
     return 0
 
@@ -201,6 +226,13 @@ def cmd_maintain(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_pii_key_rotate(args: argparse.Namespace) -> int:
+    from pipelines.pii_key import rotate
+
+    print(rotate(_settings(args)))
+    return 0
+
+
 def cmd_demo(args: argparse.Namespace) -> int:
     from pipelines.demo import run_demo
 
@@ -209,45 +241,50 @@ def cmd_demo(args: argparse.Namespace) -> int:
 
 
 def build_parser() -> argparse.ArgumentParser:
-    common = argparse.ArgumentParser(add_help=False)
+    common = _Parser(add_help=False)
     common.add_argument("--home", help="lake directory (env TRADELAKE_HOME, default ./.tradelake)")
     common.add_argument("--bootstrap-servers", help="Kafka bootstrap servers (env KAFKA_BOOTSTRAP_SERVERS)")
     common.add_argument("--kafka-config", help="librdkafka properties file, e.g. from Confluent Cloud")
     common.add_argument("-q", "--quiet", action="store_true", help="only warnings and results")
     common.add_argument("-v", "--verbose", action="store_true", help="also show the Kafka client's own log")
 
-    parser = argparse.ArgumentParser(prog="tradelake", description=__doc__)
+    parser = _Parser(prog="tradelake", description=__doc__)
     sub = parser.add_subparsers(dest="command", required=True)
 
-    p = sub.add_parser("demo", parents=[common], help="embedded broker → simulate → land → summary")
-    p.add_argument("--events", type=int, default=300_000)
+    def command(name: str, func: Callable[[argparse.Namespace], int], home: str, **kwargs: str) -> _Parser:
+        """A subcommand; ``home`` is the access it needs to TRADELAKE_HOME ("read" or "write")."""
+        p = sub.add_parser(name, parents=[common], **kwargs)
+        p.set_defaults(func=func, home_access=home)
+        return p
+
+    p = command("demo", cmd_demo, "write", help="embedded broker → simulate → land → summary")
+    p.add_argument("--events", type=COUNT, default=300_000)
     p.add_argument("--seed", type=int, default=42)
-    p.set_defaults(func=cmd_demo)
 
-    p = sub.add_parser("broker", parents=[common], help="run the embedded broker in the foreground")
-    p.add_argument("--port", type=int, default=9092)
-    p.set_defaults(func=cmd_broker)
+    p = command("broker", cmd_broker, "write", help="run the embedded broker in the foreground")
+    p.add_argument("--port", type=PORT, default=9092)
 
-    p = sub.add_parser("simulate", parents=[common], help="produce realistic marketplace traffic")
-    p.add_argument("--events", type=int, help=f"target count (default {DEFAULT_EVENTS:,}; --follow: {FOLLOW_EVENTS:,})")
+    p = command("simulate", cmd_simulate, "read", help="produce realistic marketplace traffic")
+    p.add_argument(
+        "--events", type=COUNT, help=f"target count (default {DEFAULT_EVENTS:,}; --follow: {FOLLOW_EVENTS:,})"
+    )
     p.add_argument(
         "--follow",
         action="store_true",
         help=f"a live stream: keep producing (at --rate, default {DEFAULT_FOLLOW_RATE:,}/s) until SIGTERM/Ctrl-C",
     )
-    p.add_argument("--rate", type=float, help="records per second (default: as fast as possible; --follow: 1,000)")
+    p.add_argument("--rate", type=RATE, help="records per second (default: as fast as possible; --follow: 1,000)")
     p.add_argument("--seed", type=int, default=42)
-    p.add_argument("--malformed-rate", type=float, default=0.005)
-    p.set_defaults(func=cmd_simulate)
+    p.add_argument("--malformed-rate", type=SHARE, default=0.005, help="share of malformed records, 0..1")
 
-    p = sub.add_parser("ingest", parents=[common], help="land the topics into the lake's Delta tables")
+    p = command("ingest", cmd_ingest, "write", help="land the topics into the lake's Delta tables")
     mode = p.add_mutually_exclusive_group(required=True)
     mode.add_argument("--once", action="store_true", help="up to the current high watermarks, then exit")
     mode.add_argument("--follow", action="store_true", help="keep landing until SIGTERM/Ctrl-C")
-    p.add_argument("--batch-size", type=int, default=50_000, help="records per micro-batch at most")
+    p.add_argument("--batch-size", type=COUNT, default=50_000, help="records per micro-batch at most")
     p.add_argument(
         "--flush-interval",
-        type=float,
+        type=SECONDS,
         default=5.0,
         metavar="SECONDS",
         help="every consumed record is committed within this many seconds (default 5)",
@@ -259,65 +296,71 @@ def build_parser() -> argparse.ArgumentParser:
         metavar="TOPIC",
         help="the topic was replaced (new topic ID): record the reset and land the new stream beside the old",
     )
-    p.set_defaults(func=cmd_ingest)
 
-    p = sub.add_parser("run", parents=[common], help="continuous mode: land, rebuild the marts, serve /metrics")
-    p.add_argument("--batch-size", type=int, default=50_000, help="records per micro-batch at most")
-    p.add_argument("--flush-interval", type=float, default=5.0, metavar="SECONDS", help="commit every record within")
-    p.add_argument("--debounce", type=float, default=1.0, metavar="SECONDS", help="wait after a commit before building")
-    p.add_argument("--metrics-port", type=int, help="serve Prometheus /metrics on 127.0.0.1:PORT")
+    p = command("run", cmd_run, "write", help="continuous mode: land, rebuild the marts, serve /metrics")
+    p.add_argument("--batch-size", type=COUNT, default=50_000, help="records per micro-batch at most")
+    p.add_argument("--flush-interval", type=SECONDS, default=5.0, metavar="SECONDS", help="commit every record within")
+    p.add_argument(
+        "--debounce", type=SECONDS_OR_ZERO, default=1.0, metavar="SECONDS", help="wait after a commit before building"
+    )
+    p.add_argument("--metrics-port", type=PORT, help="serve Prometheus /metrics on 127.0.0.1:PORT")
     p.add_argument(
         "--full-build-hour", type=int, default=3, choices=range(24), metavar="H", help="daily full build (UTC)"
     )
     p.add_argument("--no-full-build", action="store_true", help="no daily full build")
-    p.set_defaults(func=cmd_run)
 
-    p = sub.add_parser("up", parents=[common], help="the live local lakehouse: broker, simulator, run, Dagster UI")
-    p.add_argument("--rate", type=float, default=200.0, help="simulated events per second (default 200)")
-    p.add_argument("--ui-port", type=int, default=3000)
-    p.add_argument("--metrics-port", type=int, default=9108)
-    p.set_defaults(func=cmd_up)
+    p = command("up", cmd_up, "write", help="the live local lakehouse: broker, simulator, run, Dagster UI")
+    p.add_argument("--rate", type=RATE, default=200.0, help="simulated events per second (default 200)")
+    p.add_argument("--ui-port", type=PORT, default=3000)
+    p.add_argument("--metrics-port", type=PORT, default=9108)
 
-    p = sub.add_parser("build", parents=[common], help="validate and build the dbt models (dbt build)")
+    p = command("build", cmd_build, "write", help="validate and build the dbt models (dbt build)")
     p.add_argument("--select", help="dbt selection, e.g. 'marts.finance+'")
     p.add_argument("--full-refresh", action="store_true", help="rebuild incremental models from scratch")
-    p.set_defaults(func=cmd_build)
 
-    p = sub.add_parser("status", parents=[common], help="per topic/partition lag, quarantine, freshness")
-    p.set_defaults(func=cmd_status)
+    command("status", cmd_status, "read", help="per topic/partition lag, quarantine, freshness")
 
-    p = sub.add_parser("ui", parents=[common], help="the Dagster UI for this lake on 127.0.0.1 (Ctrl-C to stop)")
-    p.add_argument("--port", type=int, default=3000)
+    p = command("ui", cmd_ui, "write", help="the Dagster UI for this lake on 127.0.0.1 (Ctrl-C to stop)")
+    p.add_argument("--port", type=PORT, default=3000)
     p.add_argument("--host", default="127.0.0.1")
-    p.set_defaults(func=cmd_ui)
 
-    p = sub.add_parser("export", parents=[common], help="write a mart to CSV or Parquet (for spreadsheets)")
+    p = command("export", cmd_export, "read", help="write a mart to CSV or Parquet (for spreadsheets)")
     p.add_argument("mart", help="schema.table, e.g. finance.payment_reconciliation")
     p.add_argument("--format", choices=["csv", "parquet"], default="csv")
     p.add_argument("--out", help="output file (default ./<schema.table>.<format>)")
-    p.set_defaults(func=cmd_export)
+    p.add_argument(
+        "--include-staging",
+        action="store_true",
+        help="also allow the staging, intermediate and audit relations (the quarantine's raw bytes included)",
+    )
 
-    p = sub.add_parser(
-        "maintain", parents=[common], help="compact, checkpoint and vacuum the lake's tables; offsets are kept"
+    p = command(
+        "maintain", cmd_maintain, "write", help="compact, checkpoint and vacuum the lake's tables; offsets are kept"
     )
     p.add_argument(
         "--retention-hours",
-        type=int,
+        type=HOURS,
         metavar="H",
         help="vacuum the files no version of the last H hours references (default and minimum: 168, 7 days)",
     )
     p.add_argument(
         "--table", action="append", metavar="NAME", help="only this table (repeatable), e.g. fleet.gps or _batches"
     )
-    p.add_argument("--target-file-mib", type=int, metavar="MIB", help="size of the compacted files (default 64)")
-    p.set_defaults(func=cmd_maintain)
+    p.add_argument("--target-file-mib", type=COUNT, metavar="MIB", help="size of the compacted files (default 64)")
+
+    p = sub.add_parser("pii-key", help="the lake's personal-data key")
+    ksub = p.add_subparsers(dest="pii_key_command", required=True)
+    k = ksub.add_parser(
+        "rotate", parents=[common], help="hash with a new key from the next batch on (earlier hashes will not match)"
+    )
+    k.set_defaults(func=cmd_pii_key_rotate, home_access="write")
 
     p = sub.add_parser("contracts", help="data contract tools")
     csub = p.add_subparsers(dest="contracts_command", required=True)
     c = csub.add_parser("check", parents=[common], help="validate the contract files themselves")
-    c.set_defaults(func=cmd_contracts_check)
+    c.set_defaults(func=cmd_contracts_check, home_access="read")
     c = csub.add_parser("docs", parents=[common], help="render GX Data Docs of the contracts under $TRADELAKE_HOME")
-    c.set_defaults(func=cmd_contracts_docs)
+    c.set_defaults(func=cmd_contracts_docs, home_access="write")
     return parser
 
 
@@ -334,6 +377,12 @@ def main(argv: Sequence[str] | None = None) -> int:
     except TradelakeError as e:
         print(f"tradelake: error: {e}", file=sys.stderr)
         return e.exit_code
+    except Exception as e:  # the machine's failures (disk full, permission denied) are one line; bugs are not
+        error = environment_error(e)
+        if error is None:
+            raise
+        print(f"tradelake: error: {error}", file=sys.stderr)
+        return error.exit_code
     except KeyboardInterrupt:
         print("tradelake: interrupted", file=sys.stderr)
         return 130

@@ -43,13 +43,23 @@ def _client_config(
     return conf
 
 
+def invalid_configuration(settings: Settings, e: Exception) -> TradelakeError:
+    """librdkafka's complaint about a setting, without the values of the properties file:
+    it quotes an invalid value ('Invalid value "…" for configuration property'), which may be a
+    credential put under the wrong key."""
+    message = e.args[0].str() if isinstance(e, KafkaException) else str(e)
+    for value in sorted({v for v in settings.kafka_properties.values() if v}, key=len, reverse=True):
+        message = message.replace(f'"{value}"', '"…"')  # as librdkafka quotes it
+        if len(value) >= 8:  # a longer value anywhere (a short one would match ordinary words)
+            message = message.replace(value, "…")
+    return TradelakeError(f"invalid Kafka configuration: {message}")
+
+
 def admin(settings: Settings) -> AdminClient:
     try:
         return AdminClient(_client_config(settings))
-    except KafkaException as e:
-        raise TradelakeError(f"invalid Kafka configuration: {e.args[0].str()}") from None
-    except (TypeError, ValueError) as e:
-        raise TradelakeError(f"invalid Kafka configuration: {e}") from None
+    except (KafkaException, TypeError, ValueError) as e:
+        raise invalid_configuration(settings, e) from None
 
 
 def check_reachable(client: AdminClient, settings: Settings, timeout: float = 8.0) -> set[str]:
@@ -76,8 +86,8 @@ def ensure_topics(settings: Settings) -> None:
 def producer(settings: Settings) -> Producer:
     try:
         return Producer(_client_config(settings, {"linger.ms": 20, "batch.num.messages": 10000}))
-    except KafkaException as e:
-        raise TradelakeError(f"invalid Kafka configuration: {e.args[0].str()}") from None
+    except (KafkaException, TypeError, ValueError) as e:
+        raise invalid_configuration(settings, e) from None
 
 
 # Fetch in large responses: with librdkafka's defaults (fetch.min.bytes=1) a backlog is served
@@ -90,20 +100,39 @@ FETCH_TUNING = {
 }
 
 
+def exactly_once_settings(settings: Settings) -> dict[str, object]:
+    """The consumer settings landing's exactly-once rests on: only committed records of
+    transactions are read, offsets are the lake's (never auto-committed or auto-stored), and
+    the group is ``TRADELAKE_CONSUMER_GROUP``."""
+    return {
+        "group.id": settings.consumer_group,
+        "isolation.level": "read_committed",
+        "enable.auto.commit": False,
+        "enable.auto.offset.store": False,
+        "auto.offset.reset": "earliest",
+    }
+
+
+def refuse_overrides(settings: Settings) -> None:
+    """A --kafka-config that sets one of ``exactly_once_settings`` otherwise is refused, not ignored.
+
+    Only the key is named: the file's values may be credentials.
+    """
+    for key, value in exactly_once_settings(settings).items():
+        given = settings.kafka_properties.get(key)
+        if given is not None and given.strip().lower() != str(value).lower():
+            hint = "set the group with TRADELAKE_CONSUMER_GROUP" if key == "group.id" else f"tradelake sets {value}"
+            raise TradelakeError(
+                f"the Kafka properties file sets {key}, which exactly-once landing depends on ({hint}): "
+                "remove it from the file"
+            )
+
+
 def consumer(settings: Settings, **overrides: object) -> Consumer:
     """A consumer for landing: manual assignment, no auto-commit (the lake's ledger decides)."""
-    conf = _client_config(
-        settings,
-        FETCH_TUNING,
-        **{
-            "group.id": settings.consumer_group,
-            "enable.auto.commit": False,
-            "enable.auto.offset.store": False,
-            "auto.offset.reset": "earliest",
-            **overrides,
-        },
-    )
+    refuse_overrides(settings)
+    conf = _client_config(settings, FETCH_TUNING, **{**exactly_once_settings(settings), **overrides})
     try:
         return Consumer(conf)
-    except KafkaException as e:
-        raise TradelakeError(f"invalid Kafka configuration: {e.args[0].str()}") from None
+    except (KafkaException, TypeError, ValueError) as e:
+        raise invalid_configuration(settings, e) from None

@@ -20,7 +20,7 @@ from typing import Any
 
 import dagster as dg
 
-from pipelines.defs.contracts.checks import CHECK_NAME, declared_mostly, evaluate_contract
+from pipelines.defs.contracts.checks import CHECK_NAME, evaluate_contract, mostly_by_rule
 from pipelines.defs.landing.assets import BATCHES_KEY, QUARANTINE_KEY, topic_key
 from pipelines.defs.resources import ContractPolicy
 from pipelines.landing.committer import RoutedBatch
@@ -47,7 +47,7 @@ class Recorder:
         self.instance = instance
         self.recorded_by = recorded_by
         self.policy = ContractPolicy()
-        self.declared = declared_mostly()
+        self.declared = mostly_by_rule()
 
     def _report(self, event: dg.AssetMaterialization | dg.AssetCheckEvaluation) -> None:
         self.instance.report_runless_asset_event(event)
@@ -78,8 +78,7 @@ class Recorder:
                 t.topic,
                 [(batch.batch_id, t.validation)],
                 self.declared,
-                self.policy.default_mostly,
-                self.policy.confidence,
+                confidence=self.policy.confidence,
             )
             self._report(
                 dg.AssetCheckEvaluation(

@@ -17,7 +17,7 @@ import pyarrow as pa
 from pipelines import kafka
 from pipelines.catalog import TOPIC_NAMES
 from pipelines.errors import TradelakeError
-from pipelines.lake.schemas import BATCHES_SCHEMA, BATCHES_TABLE
+from pipelines.lake.schemas import BATCHES_SCHEMA, BATCHES_TABLE, QUARANTINE_TABLE, STREAMS_TABLE
 from pipelines.lake.tables import Lake
 from pipelines.landing.stream import recorded_streams
 from pipelines.settings import Settings
@@ -54,9 +54,13 @@ class PartitionStatus:
 
 
 def require_lake(settings: Settings) -> None:
-    """Refuse a home that has never been ingested into: there is nothing to show the status of."""
-    if not Lake(settings.lake).exists(BATCHES_TABLE):
+    """Refuse a home that has never been ingested into (there is nothing to show the status of),
+    and a lake with a table whose log cannot be read: status is where an operator looks first."""
+    lake = Lake(settings.lake)
+    if not lake.exists(BATCHES_TABLE):
         raise TradelakeError(f"no lake at {settings.lake.url}; run 'tradelake ingest' first")
+    for name in (*TOPIC_NAMES, QUARANTINE_TABLE, STREAMS_TABLE):
+        lake.table(name)  # a corrupt log fails here, naming its table
 
 
 def read_or_empty(lake: Lake, name: str, schema: pa.Schema, columns: list[str]) -> pa.Table:

@@ -20,6 +20,7 @@ import json
 import os
 import shutil
 import signal
+import socket
 import subprocess
 import sys
 import threading
@@ -117,6 +118,12 @@ def run_ui(
     announce: Callable[[str], None] = print,
 ) -> int:
     """Run the Dagster UI in the foreground until Ctrl-C / SIGTERM; return the exit status."""
+    if not 1 <= port <= 65535:
+        raise TradelakeError(f"--port {port}: not a TCP port (1..65535)")
+    try:
+        socket.getaddrinfo(host, port)
+    except socket.gaierror as e:  # dagster dev would start and serve nothing
+        raise TradelakeError(f"--host {host!r}: {e.strerror}") from None
     if port_open(host, port):
         raise TradelakeError(f"port {port} on {host} is already in use (choose another with --port)")
     home = prepare_dagster_home(settings)

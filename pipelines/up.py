@@ -48,6 +48,7 @@ def up(settings: Settings, options: UpOptions, stopped: threading.Event) -> None
     for name, port in (("the Dagster UI", options.ui_port), ("/metrics", options.metrics_port)):
         if port_open("127.0.0.1", port):
             raise TradelakeError(f"port {port} for {name} on 127.0.0.1 is already in use")
+    settings.personal_data_key()  # a short or broken key fails here in one line, not in the runner's log
     reset_lake(settings)
     with dagster_instance(settings):  # its storage is created once here, not raced by the runner and the UI
         pass

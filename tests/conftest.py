@@ -5,7 +5,7 @@ from __future__ import annotations
 import os
 import subprocess
 import sys
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from pathlib import Path
 
 import pytest
@@ -49,8 +49,14 @@ def cli_env(settings: Settings | None = None) -> dict[str, str]:
     return env
 
 
-def run_cli(*args: str, settings: Settings | None = None, env: dict[str, str] | None = None, timeout: float = 300):
-    """Run the real ``tradelake`` console entry point in a subprocess."""
+def run_cli(
+    *args: str,
+    settings: Settings | None = None,
+    env: dict[str, str] | None = None,
+    timeout: float = 300,
+    preexec_fn: Callable[[], None] | None = None,
+):
+    """Run the real ``tradelake`` console entry point in a subprocess (``preexec_fn``: e.g. limits)."""
     full_env = cli_env(settings) | (env or {})
     return subprocess.run(
         [sys.executable, "-m", "pipelines.cli", *args],
@@ -58,6 +64,7 @@ def run_cli(*args: str, settings: Settings | None = None, env: dict[str, str] | 
         capture_output=True,
         text=True,
         timeout=timeout,
+        preexec_fn=preexec_fn,
     )
 
 

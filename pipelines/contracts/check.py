@@ -1,17 +1,16 @@
 """``tradelake contracts check``: the contract files themselves are sound.
 
-Loadable by GX, every catalog topic covered, every expectation compilable by the router,
-rule names unique per suite, one landed type per column.
+Loadable into the contract model (which refuses an unknown ``meta.topic``, a rule without a
+name, duplicate rule names, an unsupported expectation type) and by GX, every catalog topic
+covered, every expectation compilable by the router, one landed type per column.
 """
 
 from __future__ import annotations
 
 from pathlib import Path
 
-import great_expectations as gx
-
 from pipelines.contracts.compile import routing_sql
-from pipelines.contracts.suites import TYPE_LIST, load_contracts
+from pipelines.contracts.suites import load_contracts
 from pipelines.errors import TradelakeError
 
 
@@ -32,20 +31,19 @@ def check_contracts(directory: Path | None = None) -> str:
         for contract in tc.contracts:
             suites += 1
             try:
-                gx.ExpectationSuite(**contract.suite)
+                contract.gx_suite()
             except Exception as e:  # GX raises many types; any of them means "not loadable"
                 problems.append(f"{contract.path}: GX cannot load it: {e}")
             expected_name = f"{contract.topic}__{contract.event_type}.v{contract.schema_version}"
             if contract.name != expected_name:
                 problems.append(f"{contract.path}: suite name should be {expected_name!r} (GX Data Docs paths)")
-            rules = [e["meta"]["rule"] for e in contract.expectations]
-            if dupes := sorted({r for r in rules if rules.count(r) > 1}):
-                problems.append(f"{contract.path}: duplicate rule names {dupes}")
-            typed = {e["kwargs"]["column"] for e in contract.expectations if e["type"] == TYPE_LIST}
-            for e in contract.expectations:
-                column = e["kwargs"].get("column")
-                if column and column not in typed:
-                    problems.append(f"{contract.path}: column {column} has no type-list expectation")
+            typed = {c.path for c in contract.columns()}
+            for rule in contract.rules:
+                problems.extend(
+                    f"{contract.path}: column {column} has no type-list expectation"
+                    for column in rule.columns
+                    if column not in typed
+                )
     if problems:
         raise TradelakeError(f"{len(problems)} contract problem(s):\n  " + "\n  ".join(problems))
     return f"contracts ok: {suites} suites over {len(contracts)} topics"

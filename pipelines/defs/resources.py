@@ -36,20 +36,15 @@ class ContractPolicy(dg.ConfigurableResource):
     """How the blocking contract checks judge a micro-batch.
 
     A contract rule fails a topic's check when the share of the rows it judged that broke it
-    exceeds ``1 - mostly``. A rule's own ``mostly`` (GX kwarg in ``expectations/``) wins; rules
-    that declare none use ``default_mostly``. Records that break a rule are quarantined either
-    way: the check decides whether the batch as a whole is fit to build the marts from, i.e.
+    exceeds ``1 - mostly``. ``mostly`` is part of the contract, not of this policy: a rule's own
+    (GX kwarg in ``expectations/``), else ``pipelines.contracts.DEFAULT_MOSTLY``, the one default
+    the validation summary stored with each batch uses too. Records that break a rule are
+    quarantined either way: the check decides whether the batch as a whole is fit to build the marts from, i.e.
     whether a producer is broken rather than a few records bad, hence ``confidence``: a rule
     fails on evidence (the lower bound of its unexpected share), not on one bad record among a
     handful of a rare event type.
     """
 
-    default_mostly: float = Field(
-        default=0.95,
-        ge=0.0,
-        le=1.0,
-        description="Share of judged rows that must pass a critical rule that declares no `mostly` of its own.",
-    )
     confidence: float = Field(
         default=0.95,
         ge=0.0,

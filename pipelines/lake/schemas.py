@@ -17,7 +17,8 @@ LINEAGE_FIELDS = [
     ("_topic", pa.string()),
     ("_partition", pa.int32()),
     ("_offset", pa.int64()),
-    ("_key", pa.string()),
+    ("_key", pa.string()),  # the Kafka key as text; one that is not UTF-8 with \xNN escapes
+    ("_key_bytes", pa.binary()),  # the key's bytes when they are not UTF-8 (else null): lossless
     ("_kafka_timestamp", pa.timestamp("ms", tz="UTC")),
     ("_ingested_at", pa.timestamp("us", tz="UTC")),
     ("_batch_id", pa.int64()),
@@ -47,6 +48,10 @@ BATCHES_SCHEMA = pa.schema(
         ("topic", pa.string()),
         ("topic_id", pa.string()),  # the Kafka topic ID of the stream these offsets belong to
         ("partition", pa.int32()),
+        # Where the batch's consumption of the partition began: the previous batch's last offset + 1
+        # (0 for a new stream). Offsets from here to last_offset that hold no record are gaps
+        # (transaction markers, aborted or compacted records). Null in rows written before it existed.
+        ("start_offset", pa.int64()),
         ("first_offset", pa.int64()),
         ("last_offset", pa.int64()),
         ("records", pa.int64()),
@@ -75,6 +80,19 @@ def topic_schema(columns: list[tuple[str, pa.DataType]]) -> pa.Schema:
     """A topic table's schema: lineage, the contract's landed columns, the date partition."""
     return pa.schema([*LINEAGE_FIELDS, *columns, PARTITION_FIELD])
 
+
+PII_KEYS_TABLE = "_pii_keys"
+
+# The personal-data key the lake's hashes are made with (pipelines.pii_key): one row at first
+# use, one per ``tradelake pii-key rotate``; the latest row is the key now.
+PII_KEYS_SCHEMA = pa.schema(
+    [
+        ("fingerprint", pa.string()),  # HMAC-SHA256 of a fixed label under the key (never the key)
+        ("since", pa.timestamp("us", tz="UTC")),
+        ("from_batch", pa.int64()),  # the first batch hashed with this key
+        ("reason", pa.string()),  # 'first use' or 'rotated'
+    ]
+)
 
 STREAMS_TABLE = "_streams"
 

@@ -23,7 +23,7 @@ from deltalake import CommitProperties, DeltaTable, QueryBuilder, Transaction
 from deltalake.exceptions import CommitFailedError, TableNotFoundError
 from deltalake.transaction import AddAction
 
-from pipelines.errors import TradelakeError
+from pipelines.errors import TradelakeError, unreadable_table
 from pipelines.lake.datafiles import write_data_file
 from pipelines.lake.location import LakeLocation
 from pipelines.lake.schemas import PARTITION_COLUMN
@@ -77,10 +77,12 @@ class Lake:
         with self._lock:
             dt = self._tables.get(name)
         if dt is not None:
-            dt.update_incremental()
+            with unreadable_table(name, self.uri(name)):
+                dt.update_incremental()
             return dt
         try:
-            dt = DeltaTable(self.uri(name), storage_options=self._options())
+            with unreadable_table(name, self.uri(name)):
+                dt = DeltaTable(self.uri(name), storage_options=self._options())
         except TableNotFoundError:
             return None
         with self._lock:
@@ -213,7 +215,9 @@ class Lake:
             schema = pa.schema([schema.field(c) for c in columns])
         select = ", ".join('"' + c.replace('"', '""') + '"' for c in schema.names)
         query = f"select {select} from t" + (f" where {where}" if where else "")
-        return pa.table(QueryBuilder().register("t", dt).execute(query)).cast(schema)
+        with unreadable_table(name, self.uri(name)):
+            rows = pa.table(QueryBuilder().register("t", dt).execute(query))
+        return rows.cast(schema)
 
 
 def _conform(data: pa.Table, schema: pa.Schema) -> pa.Table:

@@ -11,6 +11,12 @@ the batch's last offset as a Delta application transaction in that table's own l
 resume point of a partition is what ``_batches`` committed; after a crash between two of a
 batch's commits, the batch is consumed and routed again and each table keeps only the rows
 past its own recorded offset — so every record ends up exactly once in the lake.
+
+Each ``_batches`` row also records where the batch's consumption of the partition began
+(``start_offset``: the previous batch's last offset + 1, or the resume point), so its range
+``start_offset…last_offset`` tiles the partition with the other batches' even where offsets
+hold no record (transaction markers, aborted or compacted records): the audit mart checks the
+tiling, and counts the offsets without a record as gaps, not as loss.
 """
 
 from __future__ import annotations
@@ -94,6 +100,7 @@ class PendingCommit:
 class RoutedBatch:
     batch_id: int
     ingested_at: datetime
+    starts: dict[Position, int] = field(default_factory=dict)  # where consumption of each partition began
     topics: dict[str, TopicBatch] = field(default_factory=dict)
     pending: list[PendingCommit] = field(default_factory=list)  # topic tables, then quarantine, then _batches
 
@@ -139,6 +146,7 @@ class Committer(threading.Thread):
         self.topic_ids = topic_ids
         self.committed = committed  # per table: app_id -> last offset it has committed
         self.next_batch = first_batch
+        self.next_start: dict[Position, int] = {}  # per partition: the next batch's start_offset
         self.stats = stats
         self.on_commit = on_commit
         self.slots = threading.BoundedSemaphore(BATCHES_IN_FLIGHT)
@@ -158,9 +166,25 @@ class Committer(threading.Thread):
         if self.error is not None:
             self.slots.release()
             self.raise_if_failed()
+        starts = self._starts(buffer.last_offsets)
         topics = buffer.take_topics()
-        self.queue.put(_batch_pool().submit(self.route, topics, self.next_batch))
+        self.queue.put(_batch_pool().submit(self.route, topics, self.next_batch, starts))
         self.next_batch += 1
+
+    def _starts(self, last_offsets: dict[Position, int]) -> dict[Position, int]:
+        """Where a batch's consumption of each of its partitions began, in submission order.
+
+        Batch n+1 begins right after batch n's last offset, committed or still in flight; a
+        partition's first batch of the run begins after what ``_batches`` committed (its
+        resume point), or at 0 for a new stream.
+        """
+        resumed = self.committed.get(BATCHES_TABLE, {})
+        starts = {}
+        for (topic, partition), last in last_offsets.items():
+            after = resumed.get(app_id(topic, self.topic_ids[topic], partition), -1) + 1
+            starts[(topic, partition)] = self.next_start.get((topic, partition), after)
+            self.next_start[(topic, partition)] = last + 1
+        return starts
 
     def finish(self) -> None:
         """Commit what was handed over, then stop."""
@@ -186,8 +210,11 @@ class Committer(threading.Thread):
                 del future
                 self.slots.release()
 
-    def route(self, topics: dict[str, RawRecords], batch_id: int) -> RoutedBatch:
-        """Route one batch and write its data files; nothing is visible until ``commit``."""
+    def route(self, topics: dict[str, RawRecords], batch_id: int, starts: dict[Position, int]) -> RoutedBatch:
+        """Route one batch and write its data files; nothing is visible until ``commit``.
+
+        ``starts``: where the batch's consumption of each partition began (``_starts``).
+        """
         now = datetime.now(UTC)
 
         def route_topic(topic: str) -> tuple[TopicBatch, pa.Table, PendingCommit | None]:
@@ -201,7 +228,7 @@ class Committer(threading.Thread):
         # The largest topic first, so the small ones fill the gaps it leaves.
         largest_first = sorted(topics, key=lambda t: -len(topics[t]))
         done = dict(zip(largest_first, _topic_pool().map(route_topic, largest_first), strict=True))
-        routed = RoutedBatch(batch_id, now, {t: done[t][0] for t in topics})
+        routed = RoutedBatch(batch_id, now, starts, {t: done[t][0] for t in topics})
         routed.pending = [p for t in topics if (p := done[t][2]) is not None]
         quarantined = [(done[t][0], done[t][1]) for t in topics if len(done[t][1])]
         if quarantined:
@@ -269,6 +296,7 @@ class Committer(threading.Thread):
                         "topic": t.topic,
                         "topic_id": self.topic_ids[t.topic],
                         "partition": p,
+                        "start_offset": batch.starts[(t.topic, p)],
                         "first_offset": r.first,
                         "last_offset": r.last,
                         "records": r.records,

@@ -45,6 +45,7 @@ class RecordBuffer:
         self.chunks: defaultdict[str, list[pa.RecordBatch]] = defaultdict(list)
         self.size = 0
         self.opened_at: float | None = None  # monotonic time of the first record
+        self.last_offsets: dict[Position, int] = {}  # per partition: the last offset added
 
     def add(self, messages: list[Message]) -> dict[Position, int]:
         """Add messages without errors (see ``messages_without_errors``); return the last
@@ -73,7 +74,9 @@ class RecordBuffer:
                 self.chunks[name].append(chunk.filter(pc.equal(topic_column, name)))
         self.size += len(messages)
         # Offsets rise within a partition, so the last one per partition wins.
-        return dict(zip(zip(topics, partitions, strict=True), offsets, strict=True))
+        last = dict(zip(zip(topics, partitions, strict=True), offsets, strict=True))
+        self.last_offsets.update(last)
+        return last
 
     def take_topics(self) -> dict[str, RawRecords]:
         """One contiguous table per topic (the buffer is empty afterwards).

@@ -25,7 +25,7 @@ import pyarrow as pa
 import pyarrow.compute as pc
 from confluent_kafka import OFFSET_BEGINNING, TopicPartition
 
-from pipelines import kafka
+from pipelines import kafka, pii_key
 from pipelines.catalog import TOPIC_NAMES
 from pipelines.contracts import load_contracts
 from pipelines.errors import TradelakeError
@@ -92,15 +92,16 @@ class Lander:
             raise TradelakeError(f"--reset-topic: unknown topic {sorted(unknown)[0]!r}")
         assert settings.lake is not None
         self.lake = Lake(settings.lake)
-        key = settings.personal_data_key()
+        self.pii_key = settings.personal_data_key()
         self.contracts = load_contracts()
-        self.routers = {t: TopicRouter(tc, key) for t, tc in self.contracts.items()}
+        self.routers = {t: TopicRouter(tc, self.pii_key) for t, tc in self.contracts.items()}
         self.stats = IngestStats()
 
     def run(self, follow: bool, should_stop: Callable[[], bool] = lambda: False) -> IngestStats:
         tune_allocators()
         _refuse_old_layout(self.settings)
         with exclusive(self.settings):
+            pii_key.verify(self.lake, self.pii_key, _next_batch_id(self.lake))  # before anything is written
             self._ensure_tables()
             started = time.monotonic()
             try:

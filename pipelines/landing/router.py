@@ -1,7 +1,8 @@
 """Split one topic's share of a micro-batch into landed rows, quarantined rows and tombstones.
 
 The decision is the compiled contract query (pipelines.contracts.compile); this module feeds
-it the raw records, applies the personal-data hash, and shapes the two output tables.
+it the raw records, applies the personal-data hash and masks (pipelines.pii), and shapes
+the two output tables.
 """
 
 from __future__ import annotations
@@ -17,8 +18,8 @@ import duckdb
 import pyarrow as pa
 import pyarrow.compute as pc
 
-from pipelines.contracts import TopicContracts
-from pipelines.contracts.compile import routing_sql
+from pipelines.contracts import TopicContracts, load_contracts
+from pipelines.contracts.compile import register_functions, routing_sql
 from pipelines.errors import TradelakeError
 from pipelines.lake.schemas import (
     LINEAGE_FIELDS,
@@ -29,7 +30,7 @@ from pipelines.lake.schemas import (
     RAW_SCHEMA,
     topic_schema,
 )
-from pipelines.pii import hash_column, redact_raw
+from pipelines.pii import Redactor, hash_column
 
 
 @dataclass
@@ -117,6 +118,29 @@ def _decode(value: bytes | None) -> str | bool | None:
         return False
 
 
+def _key_lineage(keys: pa.Array, text: pa.Array, utf8: pa.Array) -> tuple[pa.Array, pa.Array]:
+    """``_key`` and ``_key_bytes`` of the records' Kafka keys (see LINEAGE_FIELDS).
+
+    A key that is not UTF-8 keeps its bytes in ``_key_bytes``; ``_key`` shows it with
+    ``\\xNN`` escapes for the undecodable bytes, readable but not the key itself.
+    """
+    if pc.all(utf8).as_py():
+        return text, pa.nulls(len(keys), pa.binary())
+    bad = pc.invert(utf8)
+    escaped = [k.decode("utf-8", "backslashreplace") for k in pc.filter(keys, bad).to_pylist()]
+    return (
+        pc.replace_with_mask(text, bad, pa.array(escaped, pa.string())),
+        pc.if_else(utf8, pa.scalar(None, pa.binary()), keys),
+    )
+
+
+def _personal_fields(contracts: TopicContracts) -> frozenset[str]:
+    """The personal-data field names of every topic's contracts: any record can be sent to any
+    topic (a CDC row to a marketplace topic), so each topic's quarantine looks for all of them."""
+    every = [*load_contracts().values(), contracts]
+    return frozenset(path.rsplit(".", 1)[-1] for tc in every for path in tc.personal_data_paths())
+
+
 def _one_array(column: pa.ChunkedArray) -> pa.Array:
     """The column as one array; a single chunk as it is (``combine_chunks`` would copy it)."""
     return column.chunk(0) if column.num_chunks == 1 else column.combine_chunks()
@@ -131,9 +155,10 @@ def _value_counts(column: pa.ChunkedArray) -> dict:
     return {row["values"]: row["counts"] for row in pc.value_counts(column).to_pylist()}
 
 
-def _rule_counts(judged: pa.Table) -> dict[tuple[str | None, str], int]:
-    """How many rows broke each (contract, rule)."""
-    rules = judged["_rules"].combine_chunks()
+def _rule_counts(judged: pa.Table, column: str = "_rules") -> dict[tuple[str | None, str], int]:
+    """How many rows broke each (contract, rule) listed in ``column`` (``_rules``: critical,
+    ``_warnings``: warning and info rules, counted but never quarantining)."""
+    rules = judged[column].combine_chunks()
     if len(rules.values) == 0:
         return {}
     contract = pc.take(judged["_contract"], pc.list_parent_indices(rules))
@@ -158,9 +183,9 @@ def _database() -> duckdb.DuckDBPyConnection:
     a routing query has dozens of small lists (type lists, value sets), and each such join
     cost ~3 MiB and a pipeline of its own per query; compared in place, a list needs neither.
     """
-    return duckdb.connect(
-        config={"threads": 1, "allocator_flush_threshold": "16MB", "disabled_optimizers": "in_clause"}
-    )
+    con = duckdb.connect(config={"threads": 1, "allocator_flush_threshold": "16MB", "disabled_optimizers": "in_clause"})
+    register_functions(con)  # the strict-JSON check the routing queries call
+    return con
 
 
 @cache
@@ -199,8 +224,10 @@ class TopicRouter:
         self.columns = contracts.landed_columns()
         self.schema = topic_schema([(c.name, c.arrow_type) for c in self.columns])
         self.pii_columns = [c.name for c in self.columns if c.personal_data]
-        self.pii_paths = contracts.personal_data_paths()
+        # Landed text people type (free-text fields) and the Kafka key: shapes masked.
+        self.masked_columns = [c.name for c in self.columns if c.free_text] + ["_key", "_key_bytes"]
         self.pii_key = pii_key
+        self.redactor = Redactor(pii_key, _personal_fields(contracts))
 
     def route(self, records: RawRecords, batch_id: int, ingested_at: datetime) -> Routed:
         """Route one batch; a large one as parallel slices.
@@ -232,12 +259,14 @@ class TopicRouter:
         else:
             keep = None
         text, utf8 = _utf8_text(values)
+        key, key_bytes = _key_lineage(raw["key"], *_utf8_text(raw["key"]))
         batch = pa.table(
             {
                 "_topic": pa.repeat(pa.scalar(self.contracts.topic, pa.string()), len(values)),
                 "_partition": raw["partition"],
                 "_offset": raw["offset"],
-                "_key": _utf8_text(raw["key"])[0],
+                "_key": key,
+                "_key_bytes": key_bytes,
                 "_kafka_timestamp": _timestamps(raw["timestamp"]),
                 "_v": text,
                 "_utf8": utf8,
@@ -246,11 +275,15 @@ class TopicRouter:
         )
         if keep is not None:
             batch = batch.filter(keep)
-        judged = _run_query(self.sql, batch.drop_columns(["_raw"]))
+        judged = _run_query(self.sql, batch.drop_columns(["_raw", "_key_bytes"]))
+        # Rule names quote the record (``no contract for <event_type> v1``) and are counted
+        # into the batch's validation result: masked before anything reads them.
+        judged = _mask_text_columns(judged, self.redactor, ["_rules", "_warnings"])
         if not judged["_offset"].equals(batch["_offset"]):  # raw values are matched by position
             raise TradelakeError(f"{self.contracts.topic}: the routing query returned rows out of order")
         valid = pc.equal(pc.list_value_length(judged["_rules"]), 0)
         n = len(judged)
+        judged = judged.append_column("_key_bytes", batch["_key_bytes"])
         judged = judged.append_column(
             "_ingested_at", pa.repeat(pa.scalar(ingested_at, LINEAGE_TYPES["_ingested_at"]), n)
         )
@@ -261,19 +294,20 @@ class TopicRouter:
             quarantined=self._quarantined(judged.filter(pc.invert(valid)), batch["_raw"].filter(pc.invert(valid))),
             tombstone_partitions=tombstones,
             rows_per_contract=_value_counts(judged["_contract"]),
-            failures=_rule_counts(judged),
+            failures=_rule_counts(judged) | _rule_counts(judged, "_warnings"),
         )
 
     def _landed(self, rows: pa.Table) -> pa.Table:
         for name in self.pii_columns:
             hashed = hash_column(self.pii_key, rows[name].to_pylist())
             rows = rows.set_column(rows.schema.get_field_index(name), name, pa.array(hashed, pa.string()))
+        for name in self.masked_columns:
+            masked = self.redactor.array(_one_array(rows[name]))
+            rows = rows.set_column(rows.schema.get_field_index(name), name, masked)
         return rows.select(self.schema.names).cast(self.schema)
 
     def _quarantined(self, rows: pa.Table, raw: pa.ChunkedArray) -> pa.Table:
-        raw_values = raw.to_pylist()
-        if self.pii_paths:
-            raw_values = [None if v is None else redact_raw(v, self.pii_paths, self.pii_key) for v in raw_values]
+        raw_values = [None if v is None else self.redactor.raw(v) for v in raw.to_pylist()]
         contract = rows["_contract"]
         reasons = [
             f"{c or self.contracts.topic}: " + "; ".join(r)
@@ -281,7 +315,7 @@ class TopicRouter:
         ]
         has = set(rows.column_names)
         n = len(rows)
-        return pa.table(
+        quarantined = pa.table(
             {
                 **{name: rows[name] for name, _ in LINEAGE_FIELDS},
                 "event_type": rows["event_type"] if "event_type" in has else pa.nulls(n, pa.string()),
@@ -293,3 +327,27 @@ class TopicRouter:
                 PARTITION_COLUMN: rows[PARTITION_COLUMN],
             }
         ).cast(QUARANTINE_SCHEMA)
+        # A quarantined record's own text reaches more than ``raw`` (redacted above): its key,
+        # its event_type, and the reason, which quotes what the record said.
+        return _mask_text_columns(quarantined, self.redactor, [n for n in quarantined.column_names if n != "raw"])
+
+
+def _mask_text_columns(table: pa.Table, redactor: Redactor, names: list[str]) -> pa.Table:
+    """The text columns (string, binary, list of strings) among ``names`` masked; others kept."""
+    for i, f in enumerate(table.schema):
+        if f.name not in names:
+            continue
+        column = _one_array(table[f.name])
+        if pa.types.is_string(f.type) or pa.types.is_binary(f.type):
+            masked = redactor.array(column)
+        elif pa.types.is_list(f.type) and pa.types.is_string(f.type.value_type):
+            values = column.values
+            masked_values = redactor.array(values)
+            if masked_values is values:
+                continue
+            masked = pa.ListArray.from_arrays(column.offsets, masked_values, mask=column.is_null())
+        else:
+            continue
+        if masked is not column:
+            table = table.set_column(i, f.name, masked)
+    return table

@@ -2,7 +2,11 @@
 
 Stored with the batch, as the ``validation`` column of its ``_batches`` rows (one JSON per
 topic); Dagster's contract checks read them. ``unexpected_count`` counts rows; a row can break several
-rules of its suite, so the per-rule counts can sum to more than the quarantined rows.
+rules of its suite, so the per-rule counts can sum to more than the quarantined rows. Warning
+and info rules are counted like critical ones (the router measures them on every row their
+suite judged) but never quarantine a record. ``success`` is GX's plain rule: the unexpected
+share is at most ``1 - mostly``, with the rule's ``mostly`` from the contract model (its own,
+else ``DEFAULT_MOSTLY``, the same default the Dagster check uses).
 """
 
 from __future__ import annotations
@@ -20,19 +24,18 @@ def validation_summary(contracts: TopicContracts, routed: Routed) -> dict[str, A
         if not evaluated:
             continue
         results = []
-        for e in contract.expectations:
-            rule = e["meta"]["rule"]
-            unexpected = routed.failures.get((contract.name, rule), 0)
+        for rule in contract.rules:
+            unexpected = routed.failures.get((contract.name, rule.name), 0)
             results.append(
                 {
-                    "expectation_type": e["type"],
-                    "rule": rule,
-                    "column": e["kwargs"].get("column") or e["kwargs"].get("column_A"),
-                    "severity": e.get("severity", "critical"),
-                    "mostly": e["kwargs"].get("mostly", 1.0),
+                    "expectation_type": rule.kind,
+                    "rule": rule.name,
+                    "column": rule.column,
+                    "severity": rule.severity,
+                    "mostly": rule.mostly,
                     "unexpected_count": unexpected,
                     "unexpected_percent": 100.0 * unexpected / evaluated,
-                    "success": unexpected <= (1 - e["kwargs"].get("mostly", 1.0)) * evaluated,
+                    "success": unexpected <= (1 - rule.mostly) * evaluated,
                 }
             )
         failed = [r for r in results if not r["success"]]

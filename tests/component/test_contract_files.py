@@ -1,4 +1,6 @@
-"""`tradelake contracts check` refuses unsound contract files with a message naming the file."""
+"""The contract files and their model: `tradelake contracts check` refuses unsound files naming
+the file; the model is re-read when a file changes; warning rules, ``expect_column_to_exist``
+and ``mostly`` mean what they mean in GX; the Data Docs index lists every suite offline."""
 
 from __future__ import annotations
 
@@ -6,11 +8,17 @@ import json
 import shutil
 from pathlib import Path
 
+import orjson
 import pytest
 
+from pipelines.contracts import DEFAULT_MOSTLY, load_contracts
 from pipelines.contracts.check import check_contracts
+from pipelines.contracts.docs import build_contract_docs
 from pipelines.contracts.suites import default_contracts_dir
+from pipelines.defs.contracts.checks import mostly_by_rule
 from pipelines.errors import TradelakeError
+from pipelines.landing.validation import validation_summary
+from tests.component.contract_seeds import route, rules_by_offset, seeds
 
 GPS = Path("fleet.gps") / "gps.ping.v1.json"
 
@@ -52,3 +60,88 @@ def test_an_unsound_suite_is_refused_naming_its_file(contracts: Path, change, me
     with pytest.raises(TradelakeError, match=message) as refused:
         check_contracts(contracts)
     assert "gps.ping.v1.json" in str(refused.value)
+
+
+def test_a_misspelled_topic_is_refused_naming_the_file_and_the_topic(contracts: Path):
+    _edit(contracts, lambda s: s["meta"].update(topic="fleet.gsp"))
+    for read in (load_contracts, check_contracts):
+        with pytest.raises(TradelakeError) as refused:
+            read(contracts)
+        message = str(refused.value)
+        assert "gps.ping.v1.json" in message and "'fleet.gsp'" in message and "\n" not in message
+
+
+def test_contracts_follow_an_edited_file_without_a_restart(contracts: Path):
+    first = load_contracts(contracts)
+    assert load_contracts(contracts) is first, "parsed once while the files are unchanged"
+    _edit(contracts, lambda s: s["expectations"][0]["meta"].update(rule="event_id is present"))
+    edited = load_contracts(contracts)["fleet.gps"].contracts[0]
+    assert edited.rules[0].name == "event_id is present"
+    assert first["fleet.gps"].contracts[0].rules[0].name != "event_id is present", (
+        "a router keeps what it was built with"
+    )
+
+
+def _gps_rule(contracts: Path, expectation: dict) -> None:
+    _edit(contracts, lambda s: s["expectations"].append(expectation))
+
+
+def test_a_warning_rule_is_measured_and_never_quarantines(contracts: Path):
+    _gps_rule(
+        contracts,
+        {
+            "type": "expect_column_values_to_be_between",
+            "kwargs": {"column": "speed_kmh", "max_value": 80, "mostly": 0.99},
+            "meta": {"rule": "speed_kmh is at most 80"},
+            "severity": "warning",
+        },
+    )
+    topic = load_contracts(contracts)["fleet.gps"]
+    seed = seeds()[("fleet.gps__gps.ping.v1", "")]
+    values = [orjson.dumps(dict(seed, speed_kmh=speed)) for speed in (10, 20, 95, 120, 30)]
+    routed = route(topic, values)
+    assert len(routed.landed) == 5 and len(routed.quarantined) == 0, "warnings never quarantine"
+    summary = validation_summary(topic, routed)
+    result = next(r for r in summary["suites"][0]["results"] if r["rule"] == "speed_kmh is at most 80")
+    assert result["unexpected_count"] == 2 and result["severity"] == "warning" and result["mostly"] == 0.99
+    assert not result["success"], "2 of 5 is more than the 1% allowed"
+    assert not summary["suites"][0]["success"]
+
+
+def test_expect_column_to_exist_means_the_key_is_present(contracts: Path):
+    _gps_rule(
+        contracts,
+        {"type": "expect_column_to_exist", "kwargs": {"column": "producer"}, "meta": {"rule": "producer exists"}},
+    )
+    topic = load_contracts(contracts)["fleet.gps"]
+    seed = seeds()[("fleet.gps__gps.ping.v1", "")]
+    absent = {k: v for k, v in seed.items() if k != "producer"}
+    judged = rules_by_offset(
+        route(topic, [orjson.dumps(seed), orjson.dumps(dict(seed, producer=None)), orjson.dumps(absent)])
+    )
+    assert judged == {0: [], 1: [], 2: ["producer exists"]}, "JSON null exists; an absent key does not"
+
+
+def test_one_mostly_default_for_the_validation_summary_and_the_dagster_check(contracts: Path):
+    _edit(contracts, lambda s: s["expectations"][0]["kwargs"].update(mostly=0.5))
+    topic = load_contracts(contracts)["fleet.gps"]
+    rules = topic.contracts[0].rules
+    assert rules[0].mostly == 0.5 and all(r.mostly == DEFAULT_MOSTLY for r in rules[1:])
+    mostly = mostly_by_rule()
+    assert all(
+        mostly[(c.name, r.name)] == r.mostly for tc in load_contracts().values() for c in tc.contracts for r in c.rules
+    )
+    seed = seeds()[("fleet.gps__gps.ping.v1", "")]
+    summary = validation_summary(topic, route(topic, [orjson.dumps(seed)]))
+    assert {r["mostly"] for r in summary["suites"][0]["results"][1:]} == {DEFAULT_MOSTLY}
+
+
+def test_the_data_docs_index_lists_every_suite_without_javascript(contracts: Path, tmp_path: Path):
+    index = build_contract_docs(tmp_path / "docs", contracts)
+    page = index.read_text()
+    listed = page[page.index("<tbody>") : page.index("</tbody>")]
+    for tc in load_contracts(contracts).values():
+        for c in tc.contracts:
+            link = "expectations/" + c.name.replace(".", "/") + ".html"
+            assert f'<a href="{link}">{c.name}</a>' in listed
+            assert (index.parent / link).is_file()

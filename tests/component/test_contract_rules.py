@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import copy
 import re
-from datetime import UTC, datetime
 from typing import Any
 
 import orjson
@@ -17,50 +16,22 @@ import pytest
 
 from pipelines.contracts import load_contracts
 from pipelines.contracts.compile import NO_DISPATCH
-from pipelines.contracts.suites import Contract
-from pipelines.landing.router import RawRecords, TopicRouter
-from pipelines.simulator import Simulation, SimulationConfig
+from pipelines.contracts.suites import Contract, Rule
+from tests.component.contract_seeds import route, rules_by_offset
+from tests.component.contract_seeds import seeds as valid_seeds
 
 CONTRACTS = load_contracts()
 SUITES = [c for tc in CONTRACTS.values() for c in tc.contracts]
 
 
 def _route(topic: str, values: list[bytes]):
-    router = TopicRouter(CONTRACTS[topic], b"k")
-    n = len(values)
-    records = RawRecords.from_lists([0] * n, list(range(n)), [b"k"] * n, values, [0] * n)
-    return router.route(records, 1, datetime.now(UTC))
-
-
-def _rules_by_offset(routed) -> dict[int, list[str]]:
-    rules = {o: [] for o in routed.landed["_offset"].to_pylist()}
-    for o, r in zip(routed.quarantined["_offset"].to_pylist(), routed.quarantined["rules"].to_pylist(), strict=True):
-        rules[o] = r
-    return rules
+    return route(CONTRACTS[topic], values)
 
 
 @pytest.fixture(scope="module")
 def seeds() -> dict[tuple[str, str], dict[str, Any]]:
     """A valid record per (suite, variant): variant 'd' / 'not-d' for CDC deletes vs the rest."""
-    sim = Simulation(SimulationConfig(events=6000, seed=1, malformed_rate=0.0, redelivery_rate=0.0))
-    candidates: dict[str, list[bytes]] = {}
-    for r in sim.records():
-        if r.value is not None:
-            candidates.setdefault(r.topic, []).append(r.value)
-    found: dict[tuple[str, str], dict[str, Any]] = {}
-    for topic, values in candidates.items():
-        routed = _route(topic, values)
-        valid = set(routed.landed["_offset"].to_pylist())
-        for i, v in enumerate(values):
-            if i not in valid:
-                continue
-            record = orjson.loads(v)
-            if CONTRACTS[topic].is_cdc:
-                key = (CONTRACTS[topic].contracts[0].name, "d" if record["op"] == "d" else "not-d")
-            else:
-                key = (f"{topic}__{record['event_type']}.v{record['schema_version']}", "")
-            found.setdefault(key, record)
-    return found
+    return valid_seeds()
 
 
 def _get(record: dict, path: str) -> Any:
@@ -85,14 +56,16 @@ def _wrong_type(type_list: list[str]) -> Any:
     return 12345 if "int" not in type_list else [1]
 
 
-def break_rule(contract: Contract, e: dict[str, Any], record: dict[str, Any]) -> dict[str, Any] | None:
-    """A copy of ``record`` that breaks expectation ``e`` only; None if it has no row check."""
-    kind, kw = e["type"], e["kwargs"]
+# Impossible calendar values that still have the shape the regex rules ask for.
+IMPOSSIBLE = {"timestamp": "2026-02-30T10:00:00.000Z", "date": "2026-13-45"}
+
+
+def break_rule(contract: Contract, rule: Rule, record: dict[str, Any]) -> dict[str, Any]:
+    """A copy of ``record`` that breaks ``rule`` only."""
+    kind, kw = rule.kind, rule.kwargs
     out = copy.deepcopy(record)
-    col = kw.get("column")
-    if kind == "expect_column_to_exist":
-        return None
-    if kind == "expect_column_values_to_not_be_null":
+    col = rule.column
+    if kind in ("expect_column_to_exist", "expect_column_values_to_not_be_null"):
         _set(out, col, None, delete=True)
     elif kind == "expect_column_values_to_be_in_type_list":
         _set(out, col, _wrong_type(kw["type_list"]))
@@ -108,6 +81,8 @@ def break_rule(contract: Contract, e: dict[str, Any], record: dict[str, Any]) ->
         _set(out, col, type(current)(bad) if isinstance(current, int | float) else bad)
     elif kind == "expect_column_values_to_match_regex":
         _set(out, col, "does not match")
+    elif kind == "expect_column_values_to_be_dateutil_parseable":
+        _set(out, col, IMPOSSIBLE["date" if len(str(_get(record, col))) == 10 else "timestamp"])
     elif kind == "expect_column_pair_values_a_to_be_greater_than_b":
         _set(out, kw["column_A"], _get(record, kw["column_B"]))
     elif kind == "unexpected_rows_expectation":
@@ -121,31 +96,28 @@ def break_rule(contract: Contract, e: dict[str, Any], record: dict[str, Any]) ->
 
 def _cases():
     for contract in SUITES:
-        for e in contract.expectations:
-            if e["type"] == "expect_column_to_exist":
-                continue
-            cond = (e.get("row_condition") or e["kwargs"].get("row_condition") or "").replace(" ", "")
+        for rule in contract.rules:
+            on_delete = rule.condition is not None and rule.condition.equal and rule.condition.value == "d"
             # CDC: rules on the before image, or conditioned on a delete, need a delete as seed.
-            on_delete = '=="d"' in cond or str(e["kwargs"].get("column", "")).startswith("before.")
+            on_delete = on_delete or str(rule.column).startswith("before.")
             variant = "" if not CONTRACTS[contract.topic].is_cdc else ("d" if on_delete else "not-d")
-            yield pytest.param(contract, e, variant, id=f"{contract.name}:{e['meta']['rule']}")
+            yield pytest.param(contract, rule, variant, id=f"{contract.name}:{rule.name}")
 
 
-@pytest.mark.parametrize(("contract", "expectation", "variant"), list(_cases()))
-def test_breaking_one_rule_quarantines_with_that_rule(seeds, contract, expectation, variant):
+@pytest.mark.parametrize(("contract", "rule", "variant"), list(_cases()))
+def test_breaking_one_rule_quarantines_with_that_rule(seeds, contract, rule, variant):
     seed = seeds.get((contract.name, variant))
     assert seed is not None, f"the simulator produced no valid {contract.name} ({variant}) record"
-    broken = break_rule(contract, expectation, seed)
+    broken = break_rule(contract, rule, seed)
     routed = _route(contract.topic, [orjson.dumps(seed), orjson.dumps(broken)])
-    rules = _rules_by_offset(routed)
+    rules = rules_by_offset(routed)
     assert rules[0] == [], f"the seed itself is invalid: {rules[0]}"
-    rule, kw = expectation["meta"]["rule"], expectation["kwargs"]
-    if kw.get("column") in ("event_type", "schema_version"):
+    if rule.column in ("event_type", "schema_version"):
         # Dispatch picks the suite by these two fields: a record whose pair is missing, mistyped
         # or unknown cannot be judged by this suite, so the structural dispatch rule answers.
         assert rules[1] and (rules[1] == [NO_DISPATCH] or rules[1][0].startswith("no contract for ")), rules[1]
     else:
-        assert rule in rules[1], f"expected {rule!r}, got {rules[1]}"
+        assert rule.name in rules[1], f"expected {rule.name!r}, got {rules[1]}"
     reason = routed.quarantined["reason"].to_pylist()[0]
     assert all(r in reason for r in rules[1])
 
@@ -160,6 +132,6 @@ def test_v1_and_v2_bids_land_and_v9_is_quarantined(seeds):
     v1 = seeds[("marketplace.bids__bid.placed.v1", "")]
     v2 = seeds[("marketplace.bids__bid.placed.v2", "")]
     v9 = dict(v2, schema_version=9)
-    rules = _rules_by_offset(_route("marketplace.bids", [orjson.dumps(v) for v in (v1, v2, v9)]))
+    rules = rules_by_offset(_route("marketplace.bids", [orjson.dumps(v) for v in (v1, v2, v9)]))
     assert rules[0] == [] and rules[1] == []
     assert rules[2] == ["no contract for bid.placed v9"]

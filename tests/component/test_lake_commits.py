@@ -22,6 +22,7 @@ from pipelines.landing.stream import record_sha256
 from pipelines.simulator import Simulation, SimulationConfig
 
 TOPIC = "marketplace.jobs"
+STARTS = {(TOPIC, 0): 0, (TOPIC, 1): 0}  # where each batch's consumption of a partition began
 
 
 def _lake(tmp_path) -> Lake:
@@ -87,7 +88,7 @@ def test_a_crash_between_a_batchs_commits_is_repaired_exactly_once(tmp_path, mon
     records = _records()
 
     first = _committer(lake, {}, IngestStats())
-    routed = first.route({TOPIC: records}, 1)
+    routed = first.route({TOPIC: records}, 1, STARTS)
     assert len(routed.topics[TOPIC].quarantined) > 0, "the batch has rows for every table"
     real_commit = Lake.commit_files
 
@@ -108,7 +109,7 @@ def test_a_crash_between_a_batchs_commits_is_repaired_exactly_once(tmp_path, mon
     assert committed[BATCHES_TABLE] == {}, "the batch is not committed where landing resumes from"
     assert committed[TOPIC], "but its topic table commit is"
     second = _committer(restarted, committed, IngestStats())
-    second.commit(second.route({TOPIC: records}, 1))
+    second.commit(second.route({TOPIC: records}, 1, STARTS))
 
     landed = DeltaTable(lake.uri(TOPIC)).to_pyarrow_table()
     quarantined = DeltaTable(lake.uri(QUARANTINE_TABLE)).to_pyarrow_table()
@@ -136,7 +137,7 @@ def test_the_batch_row_hashes_the_record_at_its_last_offset(tmp_path):
     lake.ensure(BATCHES_TABLE, BATCHES_SCHEMA)
     records = _records()
     committer = _committer(lake, {}, IngestStats())
-    committer.commit(committer.route({TOPIC: records}, 1))
+    committer.commit(committer.route({TOPIC: records}, 1, STARTS))
     rows = DeltaTable(lake.uri(BATCHES_TABLE)).to_pyarrow_table().to_pylist()
     raw = records.table.to_pylist()
     for row in rows:

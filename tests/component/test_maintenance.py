@@ -62,6 +62,7 @@ def _rows(partition: int, first: int, count: int) -> pa.Table:
             "_partition": [partition] * count,
             "_offset": list(offsets),
             "_key": [f"k{o}" for o in offsets],
+            "_key_bytes": [None] * count,
             "_kafka_timestamp": [datetime.combine(d, time(12), UTC) for d in days],
             "_ingested_at": [datetime.combine(d, time(12, 5), UTC) for d in days],
             "_batch_id": [first // count] * count,

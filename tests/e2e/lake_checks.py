@@ -81,12 +81,12 @@ def assert_exactly_once(settings: Settings) -> dict[tuple[str, int], int]:
         for r in rows:
             held[name][stream_of(r)].append(r["_offset"])
 
-    ranges: dict[Key, list[tuple[int, int]]] = defaultdict(list)
+    ranges: dict[Key, list[tuple[int, int, int]]] = defaultdict(list)
     totals: dict[Key, Counter] = defaultdict(Counter)
     for b in batches:
         assert b["records"] == b["landed"] + b["quarantined"] + b["tombstones"], b
         key = (b["topic"], b["topic_id"], b["partition"])
-        ranges[key].append((b["first_offset"], b["last_offset"]))
+        ranges[key].append((b["start_offset"], b["first_offset"], b["last_offset"]))
         totals[key].update({k: b[k] for k in ("landed", "quarantined", "tombstones")})
     for name, by_key in held.items():
         orphans = set(by_key) - set(ranges)
@@ -95,8 +95,8 @@ def assert_exactly_once(settings: Settings) -> dict[tuple[str, int], int]:
     for key, spans in ranges.items():
         topic, topic_id, partition = key
         committed_to = 0
-        for first, last in sorted(spans):
-            assert first == committed_to, f"{key}: _batches gap/overlap at {first}, expected {committed_to}"
+        for start, first, last in sorted(spans):  # no transactions here: each range begins with a record
+            assert start == first == committed_to, f"{key}: _batches gap/overlap at {first}, expected {committed_to}"
             committed_to = last + 1
         landed, quarantined = held[topic].get(key, []), held["_quarantine"].get(key, [])
         offsets = Counter(landed + quarantined)
@@ -116,6 +116,6 @@ def assert_exactly_once(settings: Settings) -> dict[tuple[str, int], int]:
             continue
         assert topic in current, f"{topic} has records but no _streams row"
         spans = ranges.get((topic, current[topic], partition), [])
-        landed_to = max((last for _, last in spans), default=-1) + 1
+        landed_to = max((last for *_, last in spans), default=-1) + 1
         assert landed_to == hw, f"{topic}[{partition}]: the lake committed up to {landed_to}, the broker has {hw}"
     return hws

@@ -4,6 +4,8 @@
 from __future__ import annotations
 
 import base64
+import re
+from datetime import timedelta
 from pathlib import Path
 
 import duckdb
@@ -59,11 +61,29 @@ def test_notebook_runs_top_to_bottom(name: str, warehouse_lake: BuiltLake, tmp_p
     assert not [o for o in outputs if o.output_type == "error"]
     text = "".join(o.get("text", "") for o in outputs if o.output_type == "stream")
     assert EXPECTED[name] in text, text
+    if name == "pricing":
+        assert _labelled_weeks(text) == _weeks_of_the_bands(warehouse), "one bar per week, each under its own Monday"
     images = [o["data"]["image/png"] for o in outputs if "image/png" in o.get("data", {})]
     assert len(images) >= 2, "plots where a person would rather look than read"
     for i, png in enumerate(images):  # kept beside the executed notebook for a look
         (tmp_path / f"{name}-{i}.png").write_bytes(base64.b64decode(png))
     assert warehouse.stat().st_mtime_ns == before, "notebooks open the warehouse read-only"
+
+
+def _labelled_weeks(text: str) -> list[str]:
+    """The x labels of the "Jobs posted per week" chart, as the notebook read them back from its axis."""
+    found = re.search(r"^weeks labelled: (.*)$", text, re.MULTILINE)
+    assert found, "the weekly chart prints its labels"
+    return found.group(1).split(", ")
+
+
+def _weeks_of_the_bands(warehouse: Path) -> list[str]:
+    """Every Monday from the first week of pricing.price_bands to its last."""
+    with duckdb.connect(str(warehouse), read_only=True) as con:
+        weeks = [w for (w,) in con.sql("select distinct week_start from pricing.price_bands order by 1").fetchall()]
+    assert weeks and all(w.weekday() == 0 for w in weeks), weeks
+    span = (weeks[-1] - weeks[0]).days // 7 + 1
+    return [(weeks[0] + timedelta(weeks=i)).isoformat() for i in range(span)]
 
 
 @pytest.mark.parametrize("fmt", ["csv", "parquet"])
@@ -73,8 +93,10 @@ def test_export_takes_a_mart_to_a_file(fmt: str, warehouse_lake: BuiltLake, tmp_
     reader = "read_csv_auto" if fmt == "csv" else "read_parquet"
     rows, statuses = duckdb.sql(f"select count(*), count(distinct status) from {reader}('{done.path}')").fetchone()
     assert rows == done.rows > 0 and statuses >= 2
-    # a staging view reads the lake's Delta tables when queried (delta_scan)
-    view = export(settings, "staging.stg_gateway__settlements", fmt, tmp_path / f"settlements.{fmt}")
+    # a staging view (exported only when asked) reads the lake's Delta tables when queried (delta_scan)
+    view = export(
+        settings, "staging.stg_gateway__settlements", fmt, tmp_path / f"settlements.{fmt}", include_staging=True
+    )
     assert view.rows > 0
     with pytest.raises(TradelakeError, match=r"no relation finance\.nope"):
         export(settings, "finance.nope", fmt, tmp_path / "x")

@@ -20,7 +20,7 @@ class _Committer(Committer):
         super().__init__(None, {}, {}, {}, {}, 1, IngestStats(), lambda *_: None)  # type: ignore[arg-type]
         self._route, self._commit = route, commit
 
-    def route(self, topics, batch_id):
+    def route(self, topics, batch_id, starts):
         return self._route(batch_id)
 
     def commit(self, batch):

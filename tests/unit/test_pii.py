@@ -1,28 +1,171 @@
+"""Redaction of personal data in every shape a record can take (issue 13, SPEC §2.4)."""
+
+from __future__ import annotations
+
+import re
+
 import orjson
+import pyarrow as pa
+import pyarrow.compute as pc
+import pytest
 
-from pipelines.pii import keyed_hash, redact_raw
+from pipelines.pii import EMAIL, PHONE, Redactor, keyed_hash, mask_shapes
 
-PATHS = ["after.full_name", "after.email", "after.phone", "before.email"]
-ROW = {"after": {"full_name": "Ada Canary", "email": "ada@example.com", "phone": "+1 415 555 0100", "region": "sea"}}
-
-
-def test_keyed_hash_depends_on_the_key():
-    assert keyed_hash(b"a", "x") == keyed_hash(b"a", "x") != keyed_hash(b"b", "x")
-
-
-def test_json_record_keeps_structure_with_hashed_fields():
-    out = orjson.loads(redact_raw(orjson.dumps(ROW), PATHS, b"k"))
-    assert out["after"]["region"] == "sea"
-    assert out["after"]["email"] == "hmac:" + keyed_hash(b"k", "ada@example.com")
+KEY = b"unit-test-personal-data-key"
+FIELDS = frozenset({"full_name", "display_name", "email", "phone"})
+REDACTOR = Redactor(KEY, FIELDS)
+NAME, MAIL, PHONE_TEXT = "Ada Canary", "ada.canary@example.com", "+1 415 555 0100"
+CLEAR = [NAME, "Canary", MAIL, "ada.canary", PHONE_TEXT, "4155550100", "14155550100"]
+ROW = {"customer_id": "cus_0001", "full_name": NAME, "email": MAIL, "phone": PHONE_TEXT, "region": "sea"}
 
 
-def test_unparseable_record_is_blanked():
-    truncated = orjson.dumps(ROW)[:-25]
-    out = redact_raw(truncated, PATHS, b"k")
-    for clear in (b"Ada Canary", b"ada@example.com", b"555 0100"):
-        assert clear not in out
-    assert redact_raw(b"name=Ada Canary <ada@example.com> +1 415 555 0100", PATHS, b"k").count(b"<redacted>") == 2
+def _cdc(before: object = None, after: object = ROW) -> bytes:
+    return orjson.dumps({"before": before, "after": after, "op": "c", "ts_ms": 1767225600000})
 
 
-def test_topics_without_personal_data_keep_raw_bytes():
-    assert redact_raw(b"\xff{raw", [], b"k") == b"\xff{raw"
+SHAPES = {
+    "email as a list": _cdc(after=ROW | {"email": [MAIL]}),
+    "email as an object": _cdc(after=ROW | {"email": {"primary": MAIL, "work": {"address": MAIL}}}),
+    "phone as an integer": _cdc(after=ROW | {"phone": 14155550100}),
+    "full_name as an array": _cdc(after=ROW | {"full_name": ["Ada", "Canary"]}),
+    "before as a list": _cdc(before=[ROW], after=None),
+    "after as a list": _cdc(after=[ROW]),
+    "nested deeper": orjson.dumps({"payload": {"people": [{"contact": {"Full Name": NAME, "E-Mail": MAIL}}]}}),
+    "key variants": orjson.dumps({"customer_email": MAIL, "phoneNumber": 14155550100, "name": NAME}),
+    "email in an unrelated field": orjson.dumps({"note": f"write to {MAIL} or {PHONE_TEXT}"}),
+    "json inside a string": orjson.dumps({"payload": orjson.dumps(ROW).decode()}),
+    "duplicate key": b'{"email": "ada.canary@example.com", "email": null, "full_name": "Ada Canary", "full_name": 1}',
+    "python repr": repr({"before": None, "after": ROW}).encode(),
+    "python repr, phone as int": b"{'after': {'full_name': 'Ada Canary', 'phone': 14155550100}}",
+    "truncated json": _cdc()[:-40],
+    "truncated mid-name": b'{"before":null,"after":{"customer_id":"cus_0001","full_name":"Ada Can',
+    "truncated inside a nested value": b'{"after": {"full_name": {"first": {"x": 1}, "last": "Canary"}, "phone": 1415',
+    "not utf-8": _cdc().replace(b'"sea"', b'"s\xffa"'),
+    "not json at all": f"{MAIL};{PHONE_TEXT};full_name={NAME}".encode(),
+    "utf-16 with a bom": "\ufeff".encode("utf-16-le") + _cdc().decode().encode("utf-16-le"),
+    "utf-16 without a bom": _cdc().decode().encode("utf-16-be"),
+    "key=value text": f"full_name={NAME}, phone: 14155550100".encode(),
+}
+
+
+@pytest.mark.parametrize("raw", SHAPES.values(), ids=SHAPES.keys())
+def test_no_clear_personal_data_survives_any_shape(raw: bytes):
+    out = REDACTOR.raw(raw).lower()
+    for clear in CLEAR:
+        assert clear.lower().encode() not in out, (clear, out)
+
+
+def test_a_string_at_a_personal_key_hashes_like_the_landed_column():
+    out = orjson.loads(REDACTOR.raw(_cdc()))
+    assert out["after"]["email"] == "hmac:" + keyed_hash(KEY, MAIL)
+    assert out["after"]["region"] == "sea" and out["op"] == "c", "the rest of the record stays readable"
+
+
+def test_any_json_type_at_a_personal_key_is_hashed_with_the_key():
+    out = orjson.loads(REDACTOR.raw(SHAPES["phone as an integer"]))
+    assert out["after"]["phone"] == "hmac:" + keyed_hash(KEY, "14155550100")
+    other = orjson.loads(Redactor(b"another-personal-data-key", FIELDS).raw(SHAPES["phone as an integer"]))
+    assert other["after"]["phone"] != out["after"]["phone"]
+
+
+def test_a_cdc_row_on_any_topic_is_redacted_and_a_null_stays_null():
+    out = orjson.loads(REDACTOR.raw(_cdc(before={"email": None}, after=ROW)))
+    assert out["before"] == {"email": None}
+    assert out["after"]["full_name"].startswith("hmac:")
+
+
+def test_a_record_with_nothing_personal_keeps_its_bytes():
+    raw = b'{ "event_id": "0b4d0c1e-1a2b-4c3d-8e9f-0123456789ab",  "amount": 1234.56, "comment": "great" }'
+    assert REDACTOR.raw(raw) == raw
+    assert REDACTOR.raw(b'{"event_id": "trunc') == b'{"event_id": "trunc'
+    assert REDACTOR.raw(b"\xff\xfe{}") == b"\xff\xfe{}"
+    assert REDACTOR.raw(b"") == b""
+
+
+def test_unparsed_text_masks_values_of_personal_keys_and_shapes():
+    out = REDACTOR.raw(SHAPES["not json at all"])
+    assert out == b'<email>;<phone>;full_name="<redacted>"'
+    repr_out = REDACTOR.raw(b"{'after': {'full_name': 'Ada Canary', 'region': 'sea', 'phone': 14155550100}}")
+    assert repr_out == b"{'after': {'full_name': \"<redacted>\", 'region': 'sea', 'phone': \"<redacted>\"}}"
+
+
+PHONES = [
+    "+1 415 555 0100",
+    "+14155550100",
+    "+44 20 7946 0958",
+    "+44 (20) 7946-0958",
+    "555-123-4567",
+    "(555) 123-4567",
+    "(555)123-4567",
+    "555.123.4567",
+    "1-800-555-1234",
+    "020 7946 0958",
+    "07700 900123",
+]
+NOT_PHONES = [
+    "2026-01-01T10:00:00Z",
+    "2026-11-23T10:15:30.123Z",
+    "2026-01-01 10:00:00+01:00",
+    "2026-13-45",
+    "01/02/2026",
+    "31.12.2026",
+    "0b4d0c1e-1a2b-4c3d-8e9f-0123456789ab",
+    "0000ada0-0000-0000-4000-800000000023",
+    "12345678-1234-1234-1234-123456789012",
+    "1234.56",
+    "-1234567.89",
+    "1767225600000",
+    "18446744073709551615",
+    "1e+10",
+    "offsets 0-123456 of partition 3",
+    "job_000123",
+    "gw_123456789012",
+    "192.168.100.200",
+    "bids-service/2.4.1",
+    "amount_cents 4155550100",
+]
+
+
+@pytest.mark.parametrize("phone", PHONES)
+def test_phone_shapes_are_masked(phone: str):
+    assert mask_shapes(f"call {phone} now".encode()) == b"call <phone> now"
+
+
+@pytest.mark.parametrize("text", NOT_PHONES)
+def test_timestamps_ids_and_amounts_are_not_phones(text: str):
+    assert mask_shapes(text.encode()) == text.encode()
+
+
+@pytest.mark.parametrize("email", ["jane@example.com", "a.b+tag@mail.example.co.uk", "jöhn@exämple.com", "x_y@a-b.org"])
+def test_email_shapes_are_masked(email: str):
+    assert mask_shapes(f"<{email}>, 'x'".encode()) == b"<<email>>, 'x'"
+
+
+def test_python_and_arrow_regex_engines_agree_on_the_shapes():
+    texts = (
+        [f"call {p} now" for p in PHONES] + NOT_PHONES + ["mail jane@example.com.", "jöhn@exämple.com", "é555-123-4567"]
+    )
+    arrow = pc.replace_substring_regex(pc.replace_substring_regex(pa.array(texts), EMAIL, "<email>"), PHONE, "<phone>")
+    python = [re.sub(PHONE, "<phone>", re.sub(EMAIL, "<email>", t, flags=re.ASCII), flags=re.ASCII) for t in texts]
+    assert arrow.to_pylist() == python
+
+
+def test_a_column_is_masked_where_needed_and_a_clean_one_is_not_copied():
+    clean = pa.array(["Great work, on time.", None, "Fixed in 2 hours; 5 stars"])
+    assert REDACTOR.array(clean) is clean
+    mixed = pa.array(["call me at jane@example.com 555-123-4567", None, "fine", '{"email": "x", "id": 1}'])
+    assert REDACTOR.array(mixed).to_pylist() == [
+        "call me at <email> <phone>",
+        None,
+        "fine",
+        '{"email": "<redacted>", "id": 1}',
+    ]
+    keys = pa.array([b"\xffjane@example.com", b"job_1", None], pa.binary())
+    assert REDACTOR.array(keys).to_pylist() == [b"<email>", b"job_1", None]
+
+
+def test_a_record_nested_deeper_than_orjson_writes_is_masked_as_text() -> None:
+    redactor = Redactor(key=b"k" * 16, fields=frozenset({"after.email"}))
+    deep = b'{"after":{"email":"zelda@example.org","n":' + b"[" * 300 + b"]" * 300 + b"}}"
+    out = redactor.raw(deep)
+    assert b"zelda" not in out and b"example.org" not in out

@@ -13,6 +13,7 @@ from pipelines.defs.landing.assets import BATCHES_KEY, QUARANTINE_KEY, topic_key
 from pipelines.defs.resources import TradelakeResource
 from pipelines.errors import TradelakeError
 from pipelines.landing.ingest import landing_owner
+from pipelines.settings import env_number
 from pipelines.status import PartitionStatus, partition_status
 
 LAG_SENSOR = "landing_lag_sensor"
@@ -87,5 +88,5 @@ def build_lag_sensor(minimum_interval_seconds: int = DEFAULT_SENSOR_INTERVAL) ->
 
 @dg.definitions
 def defs() -> dg.Definitions:
-    interval = os.environ.get(INTERVAL_VARIABLE)
-    return dg.Definitions(sensors=[build_lag_sensor(int(interval) if interval else DEFAULT_SENSOR_INTERVAL)])
+    interval = env_number(os.environ, INTERVAL_VARIABLE, DEFAULT_SENSOR_INTERVAL, minimum=1)
+    return dg.Definitions(sensors=[build_lag_sensor(interval)])

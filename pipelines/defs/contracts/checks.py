@@ -16,10 +16,12 @@ On a large batch that is the plain share; on a rare event type it keeps one bad 
 eleven (quarantined all the same) from stopping every mart, while four out of five still
 fail. ``confidence = 0`` gives GX's plain rule (share > 1 - mostly).
 
-Rules that declare no ``mostly`` use ``ContractPolicy.default_mostly``. Records no suite could
-judge (not UTF-8, not JSON, no contract for their event type and version) count against
-their structural rule, over every record of the topic. A warning-severity rule beyond its
-``mostly`` makes the check fail with severity WARN, which does not block.
+A rule's ``mostly`` comes from the contract model (pipelines.contracts): its own, else
+``DEFAULT_MOSTLY``, the one default the validation summary uses too. Records no suite could
+judge (not UTF-8, not strict JSON, no contract for their event type and version) count
+against their structural rule, with ``DEFAULT_MOSTLY``, over every record of the topic. A
+warning-severity rule beyond its ``mostly`` makes the check fail with severity WARN, which
+does not block.
 """
 
 import json
@@ -33,6 +35,7 @@ from typing import Any
 import dagster as dg
 
 from pipelines.catalog import TOPIC_NAMES
+from pipelines.contracts import DEFAULT_MOSTLY, load_contracts
 from pipelines.defs.landing.assets import TOPIC_BY_KEY, topic_key
 from pipelines.defs.resources import ContractPolicy, TradelakeResource
 from pipelines.lake.schemas import BATCHES_TABLE
@@ -140,7 +143,7 @@ class ContractEvaluation:
             "failures": dg.MetadataValue.md(_rules_table(failing) if failing else "No rule beyond its `mostly`."),
             "unexpected_by_rule": dg.MetadataValue.json({f"{r.suite}: {r.rule}": r.unexpected for r in broken}),
             "policy": dg.MetadataValue.text(
-                f"mostly {policy.default_mostly:g} for rules without their own; "
+                f"mostly {DEFAULT_MOSTLY:g} for rules without their own; "
                 f"fail at {policy.confidence:.0%} one-sided confidence (Wilson lower bound)"
             ),
         }
@@ -160,17 +163,9 @@ def _rules_table(rules: Iterable[RuleOutcome]) -> str:
     return "\n".join(lines)
 
 
-def declared_mostly() -> dict[tuple[str, str], float]:
-    """(suite, rule) → the ``mostly`` the contract file declares (rules without one are absent)."""
-    from pipelines.contracts import load_contracts
-
-    declared = {}
-    for tc in load_contracts().values():
-        for contract in tc.contracts:
-            for e in contract.expectations:
-                if "mostly" in e.get("kwargs", {}):
-                    declared[(contract.name, e["meta"]["rule"])] = float(e["kwargs"]["mostly"])
-    return declared
+def mostly_by_rule() -> dict[tuple[str, str], float]:
+    """(suite, rule) → the rule's ``mostly`` in the current contract files (its own or the default)."""
+    return {(c.name, r.name): r.mostly for tc in load_contracts().values() for c in tc.contracts for r in c.rules}
 
 
 Validation = tuple[int, Mapping[str, Any]]  # batch id, the topic's validation result in that batch
@@ -198,10 +193,12 @@ def evaluate_contract(
     topic: str,
     validations: Iterable[Validation],
     declared: Mapping[tuple[str, str], float],
-    default_mostly: float,
+    default_mostly: float = DEFAULT_MOSTLY,
     confidence: float = 0.0,
 ) -> ContractEvaluation:
-    """Sum a topic's per-rule results over batches and judge each rule against its mostly."""
+    """Sum a topic's per-rule results over batches and judge each rule against its mostly
+    (``declared``, from mostly_by_rule; ``default_mostly`` for a rule no longer in the files
+    and for the structural rules)."""
     result = ContractEvaluation(topic)
     judged: dict[str, int] = defaultdict(int)
     unexpected: dict[tuple[str, str], int] = defaultdict(int)
@@ -261,7 +258,7 @@ def contract_checks(
     context: dg.AssetCheckExecutionContext, tradelake: TradelakeResource, contract_policy: ContractPolicy
 ) -> Iterator[dg.AssetCheckResult]:
     lake = Lake(tradelake.settings().lake)
-    declared = declared_mostly()
+    declared = mostly_by_rule()
     for check_key in sorted(context.selected_asset_check_keys, key=lambda k: k.asset_key.to_user_string()):
         topic = TOPIC_BY_KEY[check_key.asset_key]
         batches = _batches_of_latest_landing(context.instance, check_key.asset_key)
@@ -269,8 +266,7 @@ def contract_checks(
             topic,
             read_validations(lake, topic, batches),
             declared,
-            contract_policy.default_mostly,
-            contract_policy.confidence,
+            confidence=contract_policy.confidence,
         )
         context.log.info(evaluation.describe())
         yield dg.AssetCheckResult(

@@ -190,7 +190,10 @@ def _lag_by_topic(settings: Settings, topics: Iterable[str]) -> dict[str, dict[i
 )
 def land_topics(context: dg.AssetExecutionContext, tradelake: TradelakeResource) -> Iterator[dg.MaterializeResult]:
     selected = context.selected_asset_keys
-    topics = [t for k, t in TOPIC_BY_KEY.items() if k in selected] or list(TOPIC_BY_KEY.values())
+    # Only the selected assets may be reported (Dagster refuses any other after the data is
+    # committed), even when a run selecting only batches/quarantine lands every topic.
+    reported = [t for k, t in TOPIC_BY_KEY.items() if k in selected]
+    topics = reported or list(TOPIC_BY_KEY.values())
     settings = tradelake.settings()
     lake = Lake(settings.lake)
     context.log.info(f"landing {len(topics)} topic(s) into {settings.lake.url}")
@@ -200,7 +203,7 @@ def land_topics(context: dg.AssetExecutionContext, tradelake: TradelakeResource)
         f"landed {stats.records:,} records in {stats.batches} batch(es), {stats.seconds:.1f}s: "
         f"{stats.landed:,} landed, {stats.quarantined:,} quarantined, {stats.tombstones:,} tombstones"
     )
-    for topic in topics:
+    for topic in reported:
         yield dg.MaterializeResult(
             asset_key=topic_key(topic), metadata=topic_metadata(lake, topic, stats, committed, lag.get(topic, {}))
         )
