@@ -1,15 +1,5 @@
 {#- Helpers shared by the staging models over the lake's Delta tables. -#}
 
-{% macro parse_timestamp(column) -%}
-    {#- An RFC 3339 UTC string ('2026-11-23T10:15:30.123Z') as TIMESTAMPTZ (microseconds). -#}
-    cast({{ column }} as timestamptz)
-{%- endmacro %}
-
-{% macro utc_date(timestamp) -%}
-    {#- The UTC calendar date of a TIMESTAMPTZ, whatever the session's TimeZone. -#}
-    cast(timezone('UTC', {{ timestamp }}) as date)
-{%- endmacro %}
-
 {% macro lineage_columns() -%}
     {#- The lineage every landed row carries (SPEC §3), kept through staging. -#}
     _topic,

@@ -10,18 +10,15 @@ appointment_events as (
 
 ),
 
-latest_schedule as (
+ranked_schedules as (
 
-    -- the window in force: the last scheduled/rescheduled event by event time (a reschedule
-    -- wins a tie with the scheduling it replaces)
     select
         appointment_id,
         window_start,
-        window_end
-
-    from appointment_events
-    where event_type in ('appointment.scheduled', 'appointment.rescheduled')
-    qualify row_number() over (
+        window_end,
+        -- the window in force: the last scheduled/rescheduled event by event time (a reschedule
+        -- wins a tie with the scheduling it replaces)
+        row_number() over (
             partition by appointment_id
             order by
                 event_time desc,
@@ -29,7 +26,37 @@ latest_schedule as (
                 _batch_id desc,
                 _partition desc,
                 _offset desc
-        ) = 1
+        ) as schedule_rank
+
+    from appointment_events
+    where event_type in ('appointment.scheduled', 'appointment.rescheduled')
+
+),
+
+latest_schedule as (
+
+    select
+        appointment_id,
+        window_start,
+        window_end
+
+    from ranked_schedules
+    where schedule_rank = 1
+
+),
+
+ranked_cancellations as (
+
+    select
+        appointment_id,
+        event_time as cancelled_at,
+        cancelled_by,
+        row_number() over (
+            partition by appointment_id order by event_time, _batch_id, _partition, _offset
+        ) as cancellation_rank
+
+    from appointment_events
+    where event_type = 'appointment.cancelled'
 
 ),
 
@@ -37,14 +64,11 @@ first_cancellation as (
 
     select
         appointment_id,
-        event_time as cancelled_at,
+        cancelled_at,
         cancelled_by
 
-    from appointment_events
-    where event_type = 'appointment.cancelled'
-    qualify row_number() over (
-            partition by appointment_id order by event_time, _batch_id, _partition, _offset
-        ) = 1
+    from ranked_cancellations
+    where cancellation_rank = 1
 
 ),
 
@@ -53,8 +77,8 @@ lifecycle as (
     select
         appointment_id,
         -- who and what: from the earliest event of the appointment
-        arg_min(job_id, event_time) as job_id,
-        arg_min(tradesperson_id, event_time) as tradesperson_id,
+        min_by(job_id, event_time) as job_id,
+        min_by(tradesperson_id, event_time) as tradesperson_id,
         count(*) filter (where event_type = 'appointment.scheduled') > 0 as is_scheduled,
         min(event_time) filter (where event_type = 'appointment.scheduled') as scheduled_at,
         count(*) filter (where event_type = 'appointment.rescheduled') as reschedules,
@@ -86,8 +110,7 @@ summarised as (
         case
             when lifecycle.started_at is null or latest_schedule.window_start is null then null
             else lifecycle.started_at
-                <= latest_schedule.window_start
-                + to_minutes({{ var('on_time_grace_minutes') }})
+                <= {{ dbt.dateadd('minute', var('on_time_grace_minutes'), 'latest_schedule.window_start') }}
         end as is_on_time
 
     from lifecycle

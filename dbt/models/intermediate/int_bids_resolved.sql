@@ -15,6 +15,26 @@ offers as (
 
 ),
 
+ranked_placements as (
+
+    select
+        bid_id,
+        job_id,
+        tradesperson_id,
+        amount_cents,
+        currency,
+        schema_version,
+        event_time as placed_at,
+        -- a bid placed twice under two event_ids counts once, as first placed (event time)
+        row_number() over (
+            partition by bid_id order by event_time, _batch_id, _partition, _offset
+        ) as placement_rank
+
+    from bid_events
+    where event_type = 'bid.placed'
+
+),
+
 placed as (
 
     select
@@ -24,14 +44,10 @@ placed as (
         amount_cents,
         currency,
         schema_version,
-        event_time as placed_at
+        placed_at
 
-    from bid_events
-    where event_type = 'bid.placed'
-    -- a bid placed twice under two event_ids counts once, as first placed (event time)
-    qualify row_number() over (
-            partition by bid_id order by event_time, _batch_id, _partition, _offset
-        ) = 1
+    from ranked_placements
+    where placement_rank = 1
 
 ),
 

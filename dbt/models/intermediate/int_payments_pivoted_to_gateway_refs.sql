@@ -66,13 +66,23 @@ ledger_by_ref as (
 
 ),
 
+ranked_settlement_lines as (
+
+    select
+        *,
+        -- a line resent under a new event_id is still one line
+        row_number() over (
+            partition by line_id order by event_time, _batch_id, _partition, _offset
+        ) as line_rank
+
+    from settlements
+
+),
+
 settlement_lines as (
 
-    -- a line resent under a new event_id is still one line
-    select * from settlements
-    qualify row_number() over (
-            partition by line_id order by event_time, _batch_id, _partition, _offset
-        ) = 1
+    select * from ranked_settlement_lines
+    where line_rank = 1
 
 ),
 
@@ -96,17 +106,28 @@ gateway_by_ref as (
 
 ),
 
+ranked_invoices as (
+
+    select
+        invoice_id,
+        amount_cents as invoice_amount_cents,
+        row_number() over (
+            partition by invoice_id order by event_time, _batch_id, _partition, _offset
+        ) as invoice_rank
+
+    from invoices
+    where event_type = 'invoice.issued'
+
+),
+
 invoice_amounts as (
 
     select
         invoice_id,
-        amount_cents as invoice_amount_cents
+        invoice_amount_cents
 
-    from invoices
-    where event_type = 'invoice.issued'
-    qualify row_number() over (
-            partition by invoice_id order by event_time, _batch_id, _partition, _offset
-        ) = 1
+    from ranked_invoices
+    where invoice_rank = 1
 
 ),
 

@@ -17,6 +17,21 @@ review_events as (
 
 ),
 
+ranked_submissions as (
+
+    select
+        review_id,
+        tradesperson_id,
+        rating,
+        row_number() over (
+            partition by review_id order by event_time, _batch_id, _partition, _offset
+        ) as submission_rank
+
+    from review_events
+    where event_type = 'review.submitted'
+
+),
+
 submitted as (
 
     select
@@ -24,11 +39,8 @@ submitted as (
         tradesperson_id,
         rating
 
-    from review_events
-    where event_type = 'review.submitted'
-    qualify row_number() over (
-            partition by review_id order by event_time, _batch_id, _partition, _offset
-        ) = 1
+    from ranked_submissions
+    where submission_rank = 1
 
 ),
 

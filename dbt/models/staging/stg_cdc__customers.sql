@@ -13,7 +13,7 @@ renamed as (
         coalesce(after_customer_id, before_customer_id) || '@' || source_lsn as change_id,
         coalesce(after_customer_id, before_customer_id) as customer_id,
         op,
-        to_timestamp(ts_ms / 1000) as changed_at,
+        {{ timestamp_from_epoch_ms('ts_ms') }} as changed_at,
         ts_ms,
         source_db,
         source_table,

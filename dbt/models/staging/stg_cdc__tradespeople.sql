@@ -13,7 +13,7 @@ renamed as (
         coalesce(after_tradesperson_id, before_tradesperson_id) || '@' || source_lsn as change_id,
         coalesce(after_tradesperson_id, before_tradesperson_id) as tradesperson_id,
         op,
-        to_timestamp(ts_ms / 1000) as changed_at,
+        {{ timestamp_from_epoch_ms('ts_ms') }} as changed_at,
         ts_ms,
         source_db,
         source_table,

@@ -83,8 +83,8 @@ captures_without_authorization as (
         ledger.job_id,
         ledger.payment_id,
         ledger.amount_cents,
-        cast(null as bigint) as limit_cents,
-        'payment ' || ledger.payment_id || ' captured without a prior authorization' as detail,
+        cast(null as {{ dbt.type_bigint() }}) as limit_cents,
+        {{ dbt.concat(["'payment '", 'ledger.payment_id', "' captured without a prior authorization'"]) }} as detail,
         ledger._topic,
         ledger._partition,
         ledger._offset
@@ -134,11 +134,12 @@ money_out_above_captured as (
         payment_id,
         amount_cents,
         captured_cents as limit_cents,
-        case event_type
-            when 'payment.refunded' then 'refunds'
-            else 'payouts'
-        end || ' of payment ' || payment_id || ' reach ' || running_cents
-        || ' cents, captured ' || captured_cents as detail,
+        {{ dbt.concat([
+            "case event_type when 'payment.refunded' then 'refunds' else 'payouts' end",
+            "' of payment '", 'payment_id',
+            "' reach '", dbt.cast('running_cents', dbt.type_string()),
+            "' cents, captured '", dbt.cast('captured_cents', dbt.type_string()),
+        ]) }} as detail,
         _topic,
         _partition,
         _offset
@@ -157,11 +158,12 @@ reviews_of_uncompleted_jobs as (
         review_events.event_type,
         review_events.event_time,
         review_events.job_id,
-        cast(null as varchar) as payment_id,
-        cast(null as bigint) as amount_cents,
-        cast(null as bigint) as limit_cents,
-        'review ' || review_events.review_id || ' of job ' || review_events.job_id
-        || ', which never completed' as detail,
+        cast(null as {{ dbt.type_string() }}) as payment_id,
+        cast(null as {{ dbt.type_bigint() }}) as amount_cents,
+        cast(null as {{ dbt.type_bigint() }}) as limit_cents,
+        {{ dbt.concat([
+            "'review '", 'review_events.review_id', "' of job '", 'review_events.job_id', "', which never completed'",
+        ]) }} as detail,
         review_events._topic,
         review_events._partition,
         review_events._offset
@@ -181,12 +183,14 @@ starts_after_cancellation as (
         appointment_events.event_type,
         appointment_events.event_time,
         appointment_events.job_id,
-        cast(null as varchar) as payment_id,
-        cast(null as bigint) as amount_cents,
-        cast(null as bigint) as limit_cents,
-        'appointment ' || appointment_events.appointment_id || ' started at '
-        || strftime(appointment_events.event_time, '%Y-%m-%dT%H:%M:%SZ')
-        || ', cancelled at ' || strftime(appointments.cancelled_at, '%Y-%m-%dT%H:%M:%SZ') as detail,
+        cast(null as {{ dbt.type_string() }}) as payment_id,
+        cast(null as {{ dbt.type_bigint() }}) as amount_cents,
+        cast(null as {{ dbt.type_bigint() }}) as limit_cents,
+        {{ dbt.concat([
+            "'appointment '", 'appointment_events.appointment_id',
+            "' started at '", utc_iso_seconds('appointment_events.event_time'),
+            "', cancelled at '", utc_iso_seconds('appointments.cancelled_at'),
+        ]) }} as detail,
         appointment_events._topic,
         appointment_events._partition,
         appointment_events._offset

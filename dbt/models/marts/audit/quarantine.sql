@@ -29,7 +29,7 @@ final as (
         quarantined.schema_version,
         quarantined.contract,
         quarantined.rules,
-        array_to_string(quarantined.rules, '; ') as contract_rule,
+        {{ array_join('quarantined.rules', "'; '") }} as contract_rule,
         quarantined.reason,
         quarantined._kafka_timestamp as kafka_timestamp,
         quarantined._ingested_at as ingested_at,

@@ -21,6 +21,23 @@ offers as (
 
 ),
 
+ranked_postings as (
+
+    select
+        job_id,
+        trade,
+        region,
+        currency,
+        cast({{ dbt.date_trunc('week', utc_date('event_time')) }} as date) as week_start,
+        row_number() over (
+            partition by job_id order by event_time, _batch_id, _partition, _offset
+        ) as posting_rank
+
+    from job_events
+    where event_type = 'job.posted'
+
+),
+
 posted_jobs as (
 
     select
@@ -28,13 +45,10 @@ posted_jobs as (
         trade,
         region,
         currency,
-        cast(date_trunc('week', {{ utc_date('event_time') }}) as date) as week_start
+        week_start
 
-    from job_events
-    where event_type = 'job.posted'
-    qualify row_number() over (
-            partition by job_id order by event_time, _batch_id, _partition, _offset
-        ) = 1
+    from ranked_postings
+    where posting_rank = 1
 
 ),
 
@@ -88,6 +102,10 @@ accepted_jobs_per_band as (
 
 ),
 
+{#- the bids whose prices a band describes: in the job's currency, still standing (or accepted) #}
+{%- set standing_bid = 'not is_withdrawn and is_in_job_currency' %}
+{%- set accepted_bid = 'is_accepted and is_in_job_currency' %}
+
 bids_per_band as (
 
     select
@@ -96,10 +114,10 @@ bids_per_band as (
         week_start,
         currency,
         count(*) filter (where not is_withdrawn and is_in_job_currency) as bids,
-        quantile_cont(amount_cents, 0.25) filter (where not is_withdrawn and is_in_job_currency) as bid_p25_cents,
-        quantile_cont(amount_cents, 0.50) filter (where not is_withdrawn and is_in_job_currency) as bid_median_cents,
-        quantile_cont(amount_cents, 0.75) filter (where not is_withdrawn and is_in_job_currency) as bid_p75_cents,
-        quantile_cont(amount_cents, 0.50) filter (where is_accepted and is_in_job_currency) as accepted_median_cents,
+        {{ percentile_cont('amount_cents', 0.25, where=standing_bid) }} as bid_p25_cents,
+        {{ percentile_cont('amount_cents', 0.50, where=standing_bid) }} as bid_median_cents,
+        {{ percentile_cont('amount_cents', 0.75, where=standing_bid) }} as bid_p75_cents,
+        {{ percentile_cont('amount_cents', 0.50, where=accepted_bid) }} as accepted_median_cents,
         count(distinct tradesperson_id) as bidders
 
     from job_bids

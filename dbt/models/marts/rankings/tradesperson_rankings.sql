@@ -113,9 +113,9 @@ responses as (
 
     select
         leads.tradesperson_id,
-        quantile_cont(
-            date_diff('millisecond', leads.sent_at, first_bids.first_placed_at) / 60000.0, 0.5
-        ) as median_response_minutes
+        {{ percentile_cont(
+            dbt.datediff('leads.sent_at', 'first_bids.first_placed_at', 'millisecond') ~ ' / 60000.0', 0.5
+        ) }} as median_response_minutes
 
     from leads
     inner join first_bids
