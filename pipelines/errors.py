@@ -65,9 +65,22 @@ def _context(text: str, number: int, limit: int = 200) -> str:
     return line if len(line) <= limit else line[: limit - 1] + "…"
 
 
+def _reports_the_machine(e: BaseException) -> bool:
+    """Whether ``e``'s text may be read for an errno: the errors of the libraries that do I/O
+    (OSError, delta-rs, Arrow, DuckDB's I/O errors). Any other error is a bug whatever its
+    message says — a KeyError('Permission denied') must keep its traceback."""
+    from deltalake.exceptions import DeltaError
+    from duckdb import IOException
+    from pyarrow import ArrowException
+
+    return isinstance(e, (OSError, DeltaError, ArrowException, IOException))
+
+
 def _errno_of(e: BaseException) -> int | None:
     if isinstance(e, OSError) and e.errno in ENVIRONMENT_ERRNOS:
         return e.errno
+    if not _reports_the_machine(e):
+        return None
     text = str(e)
     for match in _ERRNO_IN_TEXT.finditer(text):
         number = int(match.group(1) or match.group(2))

@@ -24,14 +24,14 @@ import socket
 import subprocess
 import sys
 import threading
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path
 from types import FrameType
 
 from pipelines.broker import port_open
 from pipelines.build import dbt_environment
 from pipelines.errors import TradelakeError
-from pipelines.settings import Settings
+from pipelines.settings import Settings, env_number
 
 REPO_ROOT = Path(__file__).resolve().parents[1]
 INSTANCE_CONFIG = REPO_ROOT / "dagster.yaml"
@@ -82,6 +82,25 @@ def ui_environment(settings: Settings, kafka_config: str | None = None) -> dict[
     return env
 
 
+def check_location_environment(env: Mapping[str, str]) -> None:
+    """Fail in one line on a variable the code location reads when it loads
+    (``pipelines.definitions``): started with a bad one, Dagster would show a broken location
+    (a ComponentTreeException in the UI), not an error line."""
+    import dagster as dg
+
+    from pipelines.defs.automation.freshness import mart_freshness_policy
+    from pipelines.defs.automation.sensors import DEFAULT_SENSOR_INTERVAL, INTERVAL_VARIABLE
+    from pipelines.defs.maintenance.schedules import CRON_VARIABLE, maintenance_schedule
+
+    env_number(env, INTERVAL_VARIABLE, DEFAULT_SENSOR_INTERVAL, minimum=1)
+    mart_freshness_policy(env)
+    if cron := env.get(CRON_VARIABLE):
+        try:
+            maintenance_schedule(cron)
+        except dg.DagsterInvalidDefinitionError:
+            raise TradelakeError(f"{CRON_VARIABLE}={cron!r}: not a cron expression of 5 fields (UTC)") from None
+
+
 def dagster_dev_command(home: Path, host: str, port: int) -> list[str]:
     workspace = str(home / WORKSPACE_FILE)
     return [sys.executable, "-m", "dagster", "dev", "-w", workspace, "--host", host, "--port", str(port)]
@@ -126,6 +145,8 @@ def run_ui(
         raise TradelakeError(f"--host {host!r}: {e.strerror}") from None
     if port_open(host, port):
         raise TradelakeError(f"port {port} on {host} is already in use (choose another with --port)")
+    environment = ui_environment(settings, kafka_config)
+    check_location_environment(environment)
     home = prepare_dagster_home(settings)
     stop = threading.Event()
 
@@ -139,7 +160,7 @@ def run_ui(
     try:
         process = subprocess.Popen(
             dagster_dev_command(home, host, port),
-            env=ui_environment(settings, kafka_config),
+            env=environment,
             cwd=home,  # dagster dev warns about a dagster.yaml in its working directory that is not DAGSTER_HOME's
             start_new_session=True,  # a terminal's Ctrl-C reaches us only; we stop it in order
         )

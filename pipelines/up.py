@@ -28,6 +28,7 @@ from pipelines.demo import reset_lake
 from pipelines.errors import TradelakeError
 from pipelines.record import dagster_instance
 from pipelines.settings import Settings
+from pipelines.ui import check_location_environment
 
 log = logging.getLogger("tradelake")
 
@@ -49,6 +50,7 @@ def up(settings: Settings, options: UpOptions, stopped: threading.Event) -> None
         if port_open("127.0.0.1", port):
             raise TradelakeError(f"port {port} for {name} on 127.0.0.1 is already in use")
     settings.personal_data_key()  # a short or broken key fails here in one line, not in the runner's log
+    check_location_environment(os.environ)  # likewise the UI's code location's variables
     reset_lake(settings)
     with dagster_instance(settings):  # its storage is created once here, not raced by the runner and the UI
         pass

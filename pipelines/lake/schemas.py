@@ -52,6 +52,10 @@ BATCHES_SCHEMA = pa.schema(
         # (0 for a new stream). Offsets from here to last_offset that hold no record are gaps
         # (transaction markers, aborted or compacted records). Null in rows written before it existed.
         ("start_offset", pa.int64()),
+        # Offsets from start_offset on that had expired when the batch began (below the partition's
+        # low watermark: retention, deleted records): records the lake never read, lost to it.
+        # Null in rows written before it existed (read as 0).
+        ("expired_offsets", pa.int64()),
         ("first_offset", pa.int64()),
         ("last_offset", pa.int64()),
         ("records", pa.int64()),

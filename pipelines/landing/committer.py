@@ -16,7 +16,9 @@ Each ``_batches`` row also records where the batch's consumption of the partitio
 (``start_offset``: the previous batch's last offset + 1, or the resume point), so its range
 ``start_offset…last_offset`` tiles the partition with the other batches' even where offsets
 hold no record (transaction markers, aborted or compacted records): the audit mart checks the
-tiling, and counts the offsets without a record as gaps, not as loss.
+tiling, and counts the offsets without a record as gaps, not as loss. Offsets that had expired
+before the run read them (below the low watermark at its start: ``stream.expired_before_read``)
+are loss: the partition's first batch of the run records them as ``expired_offsets``.
 """
 
 from __future__ import annotations
@@ -25,7 +27,7 @@ import queue
 import threading
 import time
 from collections import Counter
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
@@ -42,7 +44,7 @@ from pipelines.landing.allocators import release_cached_memory
 from pipelines.landing.consumer import RecordBuffer
 from pipelines.landing.router import RawRecords, Routed, TopicRouter
 from pipelines.landing.stats import IngestStats
-from pipelines.landing.stream import record_sha256
+from pipelines.landing.stream import Expired, record_sha256
 from pipelines.landing.validation import validation_summary
 
 BATCHES_IN_FLIGHT = 2
@@ -138,6 +140,7 @@ class Committer(threading.Thread):
         first_batch: int,
         stats: IngestStats,
         on_commit: Callable[[RoutedBatch, dict[Position, int], float], None],
+        expired: Mapping[Position, Expired] | None = None,
     ) -> None:
         super().__init__(name="tradelake-committer", daemon=True)
         self.lake = lake
@@ -149,6 +152,7 @@ class Committer(threading.Thread):
         self.next_start: dict[Position, int] = {}  # per partition: the next batch's start_offset
         self.stats = stats
         self.on_commit = on_commit
+        self.expired = dict(expired or {})  # per partition: offsets gone before this run read them
         self.slots = threading.BoundedSemaphore(BATCHES_IN_FLIGHT)
         self.queue: queue.SimpleQueue[Future[RoutedBatch] | None] = queue.SimpleQueue()
         self.error: BaseException | None = None
@@ -290,13 +294,17 @@ class Committer(threading.Thread):
         for t in batch.topics.values():
             validation = orjson.dumps(t.validation).decode()
             for p, r in sorted(t.ranges.items()):
+                start = batch.starts[(t.topic, p)]
+                gone = self.expired.get((t.topic, p))
                 rows.append(
                     {
                         "batch_id": batch.batch_id,
                         "topic": t.topic,
                         "topic_id": self.topic_ids[t.topic],
                         "partition": p,
-                        "start_offset": batch.starts[(t.topic, p)],
+                        "start_offset": start,
+                        # the run's first batch of the partition, the one that began where they were
+                        "expired_offsets": gone.count if gone is not None and gone.start == start else 0,
                         "first_offset": r.first,
                         "last_offset": r.last,
                         "records": r.records,

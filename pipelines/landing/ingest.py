@@ -171,10 +171,22 @@ class Lander:
         partitions = self._partitions()
         state = self._lake_state(partitions)
         keys = [(t, p) for t, n in partitions.items() for p in range(n)]
-        assignment = [TopicPartition(t, p, state.positions.get((t, p), OFFSET_BEGINNING)) for t, p in keys]
         watch = stream.StreamWatch(
             self.settings, {t: stream.RecordedStream(state.topic_ids[t], n) for t, n in partitions.items()}
         )
+        # Only a partition the lake already holds can lose records to retention: a new stream
+        # starts where the broker's records start (a lake is not the topic's history before it).
+        resumed = {k: state.positions[k] for k in keys if k in state.positions}
+        expired = stream.expired_before_read(resumed, stream.low_watermarks(self.settings, keys))
+        for (topic, partition), gone in sorted(expired.items()):
+            log.warning(
+                "%s[%d]: offsets %d-%d expired (retention) before landing read them: %d offset(s) lost to the lake, "
+                "recorded in _batches.expired_offsets (audit.ingestion_completeness fails on them)",
+                *(topic, partition, gone.start, gone.low - 1, gone.count),
+            )
+        # From where the broker still holds records: no out-of-range fetch and reset to earliest.
+        begin = {k: expired[k].low if k in expired else state.positions.get(k, OFFSET_BEGINNING) for k in keys}
+        assignment = [TopicPartition(t, p, begin[(t, p)]) for t, p in keys]
         consumer = kafka.consumer(self.settings, on_commit=log_failed_commit, error_cb=watch.on_error)
         # Positions of committed batches, for the consumer group: committed by the consuming
         # thread, which owns the consumer (a commit from another thread waits for consume()).
@@ -188,6 +200,7 @@ class Lander:
             state.next_batch,
             self.stats,
             lambda batch, positions, seconds: (committed.put(positions), self.on_batch(batch, seconds)),
+            expired=expired,
         )
         committer.start()
         try:
@@ -197,7 +210,7 @@ class Lander:
                 consumer,
                 assignment,
                 targets,
-                {k: state.positions.get(k, 0) for k in keys},
+                {k: max(begin[k], 0) for k in keys},
                 self.batch_size,
                 self.flush_interval * BATCH_WAIT_SHARE,
                 check_stream=watch if follow else lambda: None,

@@ -15,6 +15,12 @@ start and after every reconnect:
 
 Reading those records takes one consumer for every partition, assigned at the committed
 offsets, reading only until it has one answer per partition.
+
+A record gone from the same stream (retention, deleted records) is no reason to refuse it, but
+records gone *before landing read them* are loss: ``expired_before_read`` compares each
+partition's low watermark with where landing resumes it, and the committer records the
+difference in ``_batches.expired_offsets``, which the completeness check fails on — instead of
+the consumer jumping to the earliest offset and the loss reading as mere offset gaps.
 """
 
 from __future__ import annotations
@@ -160,6 +166,36 @@ def identity_change(was: RecordedStream, now: TopicIdentity, committed_partition
     if now.partitions < known:
         return f"it has {now.partitions} partition(s), the lake has read {known}"
     return None
+
+
+@dataclass(frozen=True)
+class Expired:
+    """Offsets ``start`` … ``low - 1`` of a partition: below its low watermark when landing
+    resumed it at ``start``, so never read."""
+
+    start: int
+    low: int
+
+    @property
+    def count(self) -> int:
+        return self.low - self.start
+
+
+def expired_before_read(starts: Mapping[Position, int], lows: Mapping[Position, int]) -> dict[Position, Expired]:
+    """The partitions whose records from where landing resumes them (``starts``: the committed
+    offset + 1, 0 for a new stream) begin past that point on the broker (``lows``)."""
+    return {k: Expired(start, lows[k]) for k, start in starts.items() if lows.get(k, -1) > start}
+
+
+def low_watermarks(settings: Settings, partitions: list[Position]) -> dict[Position, int]:
+    """Each partition's first offset the broker still holds (ListOffsets earliest)."""
+    consumer = kafka.consumer(settings)
+    try:
+        return {(t, p): consumer.get_watermark_offsets(TopicPartition(t, p), timeout=10)[0] for t, p in partitions}
+    except KafkaException as e:
+        raise TradelakeError(f"cannot read the partitions' low watermarks: {e.args[0].str()}") from None
+    finally:
+        consumer.close()
 
 
 @dataclass(frozen=True)

@@ -39,16 +39,24 @@ def settings(tmp_path: Path) -> Settings:
     return settings
 
 
-def commit(settings: Settings, batch_id: int, start: int, landed: list[int], quarantined: tuple[int, ...] = ()) -> dict:
+def commit(
+    settings: Settings,
+    batch_id: int,
+    start: int,
+    landed: list[int],
+    quarantined: tuple[int, ...] = (),
+    expired: int = 0,
+) -> dict:
     """One batch of partition 0 that began consuming at ``start`` and got records at the offsets
-    ``landed`` and ``quarantined``: its rows, then its ``_batches`` row (as landing commits them)."""
+    ``landed`` and ``quarantined``, the first ``expired`` offsets from ``start`` gone before it
+    read them: its rows, then its ``_batches`` row (as landing commits them)."""
     now = datetime.now(UTC)
     append(settings, TOPIC, [ping(f"{STREAM}-{o}", batch_id, 0, o, now) for o in landed])
     if quarantined:
         append(settings, QUARANTINE_TABLE, [rejected(batch_id, 0, o, now) for o in quarantined])
     offsets = sorted([*landed, *quarantined])
     row = batch(batch_id, STREAM, 0, range(offsets[0], offsets[-1] + 1), len(quarantined), now)
-    row |= {"start_offset": start, "records": len(offsets), "landed": len(landed)}
+    row |= {"start_offset": start, "expired_offsets": expired, "records": len(offsets), "landed": len(landed)}
     append(settings, BATCHES_TABLE, [row])
     return row
 
@@ -84,19 +92,30 @@ def test_an_offset_held_twice_fails_the_build(settings: Settings):
         build(settings)
 
 
+def test_records_expired_before_landing_read_them_are_loss_and_fail_the_build(settings: Settings):
+    """Landing resumed at 5 but the broker had dropped offsets 5-7 (retention): the batch begins
+    at its resume point and counts them as expired, not as gaps."""
+    commit(settings, 1, start=0, landed=[0, 1, 2, 3, 4])
+    commit(settings, 2, start=5, landed=[8, 9, 11], expired=3)  # 10: a marker, a gap
+    # only that test fails: the ranges tile, and no offset gap is negative once the expired are set aside
+    with pytest.raises(TradelakeError, match=r"dbt build failed: 1 node\(s\): test .*ingestion_completeness_expired"):
+        build(settings)
+
+
 def test_a_batches_table_from_before_start_offset_builds_with_the_strict_ranges(settings: Settings):
     """A lake whose ``_batches`` was created before the column existed (the next ingest adds it):
-    each row's range begins at its first offset, as it was checked when it was written."""
+    each row's range begins right after the previous batch's (offset 10, a commit marker at the
+    boundary, is a gap, not a break), a stream's first one at its first offset."""
     uri = settings.lake.table_uri(BATCHES_TABLE)
     shutil.rmtree(uri)
-    old = pa.schema([f for f in BATCHES_SCHEMA if f.name != "start_offset"])
+    old = pa.schema([f for f in BATCHES_SCHEMA if f.name not in ("start_offset", "expired_offsets")])
     DeltaTable.create(uri, schema=old, partition_by=[PARTITION_COLUMN])
     now = datetime.now(UTC)
-    for batch_id, offsets in ((1, range(0, 10)), (2, range(10, 15))):
+    for batch_id, offsets in ((1, range(0, 10)), (2, range(11, 16))):
         append_rows = [ping(f"{STREAM}-{o}", batch_id, 0, o, now) for o in offsets]
         append(settings, TOPIC, append_rows)
         write_deltalake(
             uri, pa.Table.from_pylist([batch(batch_id, STREAM, 0, offsets, 0, now)], schema=old), mode="append"
         )
     build(settings)
-    assert completeness(settings) == [(0, 0, 14, 15, 0, 0, 0)]
+    assert completeness(settings) == [(0, 0, 15, 15, 1, 0, 0)]

@@ -131,3 +131,22 @@ def test_sensor_interval_must_be_a_whole_number_of_seconds(monkeypatch: pytest.M
 def test_ui_host_that_does_not_resolve(tmp_path: Path):
     result = run_cli("ui", "--host", "no such host", "--port", "3999", env={"TRADELAKE_HOME": str(tmp_path)})
     assert_one_line_error(result, "--host 'no such host': ")
+
+
+@pytest.mark.parametrize(
+    ("variable", "value", "expected"),
+    [
+        ("TRADELAKE_SENSOR_INTERVAL", "abc", "TRADELAKE_SENSOR_INTERVAL='abc': expected a whole number"),
+        ("TRADELAKE_MART_FRESHNESS_MINUTES", "15,5", "TRADELAKE_MART_FRESHNESS_MINUTES='15,5': expected minutes"),
+        ("TRADELAKE_MAINTENANCE_CRON", "hourly", "TRADELAKE_MAINTENANCE_CRON='hourly': not a cron expression"),
+    ],
+)
+@pytest.mark.parametrize("command", [["ui", "--port", "3998"], ["up", "--ui-port", "3997", "--metrics-port", "9197"]])
+def test_ui_and_up_check_the_code_location_variables_before_dagster_starts(
+    tmp_path: Path, command: list[str], variable: str, value: str, expected: str
+):
+    """Dagster reads them when it loads the code location: a bad one would break the location in
+    the UI (ComponentTreeException) instead of failing here."""
+    result = run_cli(*command, env={"TRADELAKE_HOME": str(tmp_path), "TRADELAKE_PII_KEY": SECRET * 2, variable: value})
+    assert_one_line_error(result, expected)
+    assert not (tmp_path / "dagster").exists() and not (tmp_path / "broker.json").exists()

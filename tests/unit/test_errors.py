@@ -36,3 +36,19 @@ def test_a_wrapped_cause_counts_and_anything_else_is_a_bug():
         assert str(environment_error(e)).startswith("File too large; ")
     assert environment_error(ValueError("a bug")) is None
     assert environment_error(FileNotFoundError(errno.ENOENT, "No such file or directory")) is None
+
+
+def test_only_the_errors_of_libraries_doing_io_are_read_for_an_errno():
+    """A bug whose message happens to read like the machine's keeps its traceback."""
+    for bug in (
+        KeyError("Permission denied"),
+        AssertionError("No space left on device (os error 28)"),
+        TypeError("[errno 13] Permission denied"),
+    ):
+        assert environment_error(bug) is None, bug
+    from deltalake.exceptions import DeltaError
+    from duckdb import IOException
+
+    assert str(environment_error(DeltaError(DELTA_RS_FULL))).startswith("No space left on device (")
+    duck = IOException('Could not write file "/lake/x.duckdb": No space left on device')
+    assert str(environment_error(duck)).startswith("No space left on device (")

@@ -11,7 +11,9 @@
 -- batches' ranges must tile the partition (range_breaks: a skipped or re-read range), no offset
 -- may be held by two rows (duplicate_offsets), and the quarantine must hold what was counted
 -- quarantined. Offsets of a range that no record came from are reported (offset_gaps), as
--- information: only the broker knows whether an offset was a marker.
+-- information: only the broker knows whether an offset was a marker. Offsets that had expired
+-- (below the low watermark when a run resumed the partition) before landing read them are not
+-- gaps but loss: expired_offsets, which fails the build.
 --
 -- Rows are counted through the batch that landed them, and only for batches in this build's
 -- snapshot of _batches: a build during `ingest --follow` reads the topic tables (views) later
@@ -92,6 +94,7 @@ consumed as (
         min(first_offset) as first_offset,
         max(last_offset) as last_offset,
         cast(sum(records) as bigint) as records,
+        cast(sum(expired_offsets) as bigint) as expired_offsets,
         cast(sum(landed) as bigint) as landed,
         cast(sum(quarantined) as bigint) as quarantined,
         cast(sum(tombstones) as bigint) as tombstones,
@@ -159,7 +162,9 @@ completeness as (
         consumed.landed,
         consumed.quarantined,
         consumed.tombstones,
-        consumed.last_offset - tiling.start_offset + 1 - consumed.records as offset_gaps,
+        consumed.expired_offsets,
+        consumed.last_offset - tiling.start_offset + 1
+        - consumed.expired_offsets - consumed.records as offset_gaps,
         -- a redelivery carries the key of its original, so it lands in the same partition
         consumed.landed - cast(coalesce(held.events, 0) as bigint) as redeliveries,
         tiling.range_breaks,
