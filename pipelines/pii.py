@@ -16,12 +16,20 @@ Two tools, used by landing (pipelines.landing.router):
 The shape patterns are written once in the syntax common to Python's ``re`` (ASCII mode) and
 RE2 (Arrow's regex engine), so the vectorized prefilter of a column (``Redactor.array``) and
 the per-value masking agree on what is personal-data shaped.
+
+Every scan is linear in the size of the text: a record is attacker-sized (a Kafka message
+of a megabyte), and a backtracking pattern (a key pattern with a run on each side of a
+stem, tried from every position) took seconds for 10 KB and hours for 1 MB, blocking
+landing. RE2 is linear by construction; the Python side anchors each pattern at the start
+of a run (a lookbehind) and consumes runs possessively, so no byte is scanned more than a
+few times.
 """
 
 from __future__ import annotations
 
 import hashlib
 import hmac
+import json
 import re
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
@@ -52,9 +60,24 @@ PHONE = "|".join(
         r"\b0\d{2,4} \d{3,4} ?\d{3,4}\b",  # 020 7946 0958, 07700 900123
     )
 )
-_EMAIL_RE = re.compile(EMAIL.encode())
-_PHONE_RE = re.compile(PHONE.encode())
-_BARE_VALUE = re.compile(rb"[^,;}\]\r\n]*")
+# EMAIL for Python's re, matching what RE2 matches (a leftmost match starts where a run of
+# address bytes starts; every run is consumed possessively): linear where EMAIL backtracks.
+_EMAIL_RE = re.compile(
+    rf"(?<![^{_NOT_IN_EMAIL}])[^{_NOT_IN_EMAIL}]++@[^{_NOT_IN_EMAIL}.]++(?:\.[^{_NOT_IN_EMAIL}.]++)++".encode()
+)
+_PHONE_RE = re.compile(PHONE.encode())  # bounded repetitions only: linear as it is
+# A key candidate: a whole run of key characters, an optional quote, then ``:`` or ``=``.
+_KEY_RUN = re.compile(rb"(?<![\w\-])([\w\-]++)[\"']?+[ \t]*+[:=][ \t]*+")
+# JSON's \uXXXX escape; text that does not parse is matched with them decoded.
+ESCAPE = r"\\u[0-9a-fA-F]{4}"
+_ESCAPE_RE = re.compile(ESCAPE.encode())
+_KEPT_ESCAPES = frozenset(b"\"'\\")  # they would change the text's quoting: left escaped
+_BARE_VALUE = re.compile(rb"[^,;}\]\r\n]*+")
+_NEXT_IN = {  # inside a value, the next byte that matters: per quote, and outside quotes
+    b'"': re.compile(rb'[\\"]'),
+    b"'": re.compile(rb"[\\']"),
+    None: re.compile(rb"[\"'\[\]{}]"),
+}
 _NOTHING = (b"", b"null", b"None")
 _HASHED = "hmac:"
 
@@ -82,50 +105,88 @@ def personal_field_stems(fields: Iterable[str]) -> frozenset[str]:
     return frozenset(s for s in stems if s)
 
 
-def _key_pattern(stems: frozenset[str]) -> str:
-    """A key named like a personal-data field, then ``:`` or ``=``, in text (JSON, repr, k=v).
+def _alternatives(stems: frozenset[str]) -> str:
+    """The stems as one alternation, longest first; a stem matches with a separator between
+    any two of its letters (``e-mail``, ``Full Name``). No stems: a pattern that never matches."""
+    ordered = sorted(stems, key=len, reverse=True)
+    return "|".join("[_\\- .]?".join(re.escape(c) for c in stem) for stem in ordered) or "\\b\\B"
 
-    A stem matches with a separator between any two of its letters (``e-mail``, ``Full Name``).
-    """
-    alternatives = "|".join(
-        "[_\\- .]?".join(re.escape(c) for c in stem) for stem in sorted(stems, key=len, reverse=True)
-    )
-    return f"(?i:[\"']?[\\w\\-]*(?:{alternatives})[\\w\\-]*[\"']?[ \\t]*[:=][ \\t]*)"
+
+def _key_pattern(stems: frozenset[str], containers: frozenset[str]) -> str:
+    """In RE2's syntax, a key in text (JSON, repr, k=v) then ``:`` or ``=``: one named like a
+    personal-data field, or one of the objects that hold such fields (``after``). What
+    ``Redactor.array`` sends to the scanner (``Redactor.text``), which finds the same keys."""
+    key = f"[\"']?[\\w\\-]*(?:{_alternatives(stems)})[\\w\\-]*[\"']?[ \\t]*[:=][ \\t]*"
+    if containers:
+        names = "|".join(re.escape(c) for c in sorted(containers))
+        key += f"|(?:^|[^\\w\\-])(?:{names})[\"']?[ \\t]*[:=]"
+    return f"(?i:{key})"
 
 
 def _value_end(text: bytes, start: int) -> int:
     """Where the value that begins at ``start`` ends: a quoted string, a bracketed list or
     object (nesting and quotes followed), or a bare token up to a separator. Unterminated
-    values run to the end: truncated text hides its end."""
+    values run to the end: truncated text hides its end. Jumps from one byte that matters
+    to the next (a regex search), so a megabyte-long value costs a few searches."""
     n = len(text)
     if start >= n:
         return start
     opening = text[start : start + 1]
     if opening not in (b'"', b"'", b"[", b"{"):
         return _BARE_VALUE.match(text, start).end()  # type: ignore[union-attr]  # always matches
-    is_string = opening in (b'"', b"'")
-    quote = opening if is_string else None
+    quote = opening if opening in (b'"', b"'") else None
+    is_string = quote is not None
     depth = 0
     i = start + 1
-    while i < n:
+    while (found := _NEXT_IN[quote].search(text, i)) is not None:
+        i = found.start()
         c = text[i : i + 1]
-        if quote is not None:
-            if c == b"\\":
-                i += 1
-            elif c == quote:
-                quote = None
-                if is_string:
-                    return i + 1
+        if c == b"\\":  # searched for inside quotes only: it escapes the next byte
+            i += 2
+            continue
+        if quote is not None:  # the closing quote
+            quote = None
+            if is_string:
+                return i + 1
         elif c in (b'"', b"'"):
             quote = c
         elif c in (b"[", b"{"):
             depth += 1
-        elif c in (b"]", b"}"):
-            if depth == 0:
-                return i + 1
+        elif depth == 0:
+            return i + 1
+        else:
             depth -= 1
         i += 1
     return n
+
+
+def _decode_escape(escape: re.Match[bytes]) -> bytes:
+    code = int(escape[0][2:], 16)
+    if code < 0x20 or code in _KEPT_ESCAPES or 0xD800 <= code < 0xE000:  # controls, quotes, surrogates
+        return escape[0]
+    return chr(code).encode()
+
+
+def _unescaped(text: bytes) -> bytes:
+    """``text`` with JSON's ``\\uXXXX`` escapes decoded: ``"full_\\u006eame"`` is a key named
+    ``full_name`` and ``jane\\u0040example.com`` an e-mail address, in text that does not parse too."""
+    return _ESCAPE_RE.sub(_decode_escape, text) if b"\\u" in text else text
+
+
+def _duplicate_keys(raw: bytes) -> bool:
+    """Whether an object of the (valid JSON) ``raw`` has a key twice: orjson keeps the last
+    value of such a key, so re-serialising the parsed record would drop the others."""
+    found = False
+
+    def pairs(items: list[tuple[str, Any]]) -> None:
+        nonlocal found
+        found = found or len({k for k, _ in items}) != len(items)
+
+    try:
+        json.loads(raw, object_pairs_hook=pairs)
+    except (ValueError, RecursionError):  # nested deeper than Python parses: the text scanner masks it
+        return True
+    return found
 
 
 def mask_shapes(text: bytes) -> bytes:
@@ -139,38 +200,79 @@ class Redactor:
 
     key: bytes
     fields: frozenset[str]  # the personal-data field names of every topic's contracts
+    # The names of the objects that hold personal-data fields or that contracts declare as
+    # objects (``after``, ``before``): anything but an object there is hashed whole.
+    containers: frozenset[str] = frozenset()
     _stems: frozenset[str] = field(init=False, repr=False)
-    _key_re: re.Pattern[bytes] = field(init=False, repr=False)
-    _key_pattern: str = field(init=False, repr=False)
+    _stem_re: re.Pattern[bytes] = field(init=False, repr=False)
+    _reach: int = field(init=False, repr=False)
+    _holders: frozenset[bytes] = field(init=False, repr=False)
+    _scanned: str = field(init=False, repr=False)
     _detect: str = field(init=False, repr=False)
 
     def __post_init__(self) -> None:
         stems = personal_field_stems(self.fields)
-        key = _key_pattern(stems)
+        holders = frozenset(c.lower() for c in self.containers)
+        # What only the scanner masks: a personal-data key's value, an escaped text, UTF-16.
+        scanned = f"{_key_pattern(stems, holders)}|{ESCAPE}|\\x00"
         object.__setattr__(self, "_stems", stems)
-        object.__setattr__(self, "_key_re", re.compile(key.encode()))
-        object.__setattr__(self, "_key_pattern", key)
-        object.__setattr__(self, "_detect", f"{EMAIL}|{PHONE}|{key}")
+        object.__setattr__(self, "_stem_re", re.compile(f"(?i:{_alternatives(stems)})".encode()))
+        object.__setattr__(self, "_reach", max((2 * len(s) for s in stems), default=0))
+        object.__setattr__(self, "_holders", frozenset(h.encode() for h in holders))
+        object.__setattr__(self, "_scanned", scanned)
+        object.__setattr__(self, "_detect", f"{EMAIL}|{PHONE}|{scanned}")
 
     def is_personal(self, name: str) -> bool:
         normal = _normal(name)
         return any(stem in normal for stem in self._stems)
 
-    def text(self, text: bytes) -> bytes:
-        """Text of any kind with the values of personal-data keys and every e-mail or phone
-        shape masked (what a record that does not parse gets)."""
+    def _names_personal(self, text: bytes, start: int, stop: int) -> bool:
+        """Whether the key ``text[start:stop]`` (a run of key characters) is named like a
+        personal-data field: a stem in it, or one that begins before it across a space or a
+        dot (``Full Name``) and ends in it. Bounded work per byte of the run."""
+        if self._stem_re.search(text, start, stop):
+            return True
+        if start == 0 or text[start - 1 : start] not in (b" ", b"."):
+            return False
+        for begin in range(max(0, start - self._reach), start - 1):
+            found = self._stem_re.match(text, begin, stop)
+            if found is not None and found.end() > start:
+                return True
+        return False
+
+    def _scan(self, text: bytes) -> bytes:
+        """``text`` with the values of personal-data keys, anything but an object under a
+        container key, and every e-mail or phone shape masked."""
         out = []
         pos = 0
-        for match in self._key_re.finditer(text):
-            if match.start() < pos:  # inside a value already masked
+        for key in _KEY_RUN.finditer(text):
+            if key.start() < pos:  # inside a value already masked
                 continue
-            end = _value_end(text, match.end())
-            out.append(text[pos : match.end()])
-            value = text[match.end() : end]
-            out.append(value if value.strip() in _NOTHING else REDACTED)
+            start, stop = key.span(1)
+            value_start = key.end()
+            if self._names_personal(text, start, stop):
+                keep: tuple[bytes, ...] = _NOTHING
+            elif text[start:stop].lower() in self._holders:
+                if text[value_start : value_start + 1] == b"{":
+                    continue  # an object, as declared: its keys are judged one by one
+                keep = _NOTHING
+            else:
+                continue
+            end = _value_end(text, value_start)
+            value = text[value_start:end]
+            out += [text[pos:value_start], value if value.strip() in keep else REDACTED]
             pos = end
         out.append(text[pos:])
         return mask_shapes(b"".join(out))
+
+    def text(self, text: bytes) -> bytes:
+        """Text of any kind with personal data masked (what a record that does not parse
+        gets): scanned as UTF-8 (UTF-16 decoded) with ``\\uXXXX`` escapes decoded, and kept as
+        it was when nothing was masked."""
+        decoded = _utf16(text)
+        plain = _unescaped(text if decoded is None else decoded.encode())
+        masked = self._scan(plain)
+        return text if masked == plain else masked
 
     def _text_str(self, value: str) -> str:
         return self.text(value.encode()).decode(errors="replace")
@@ -179,12 +281,19 @@ class Redactor:
         text = value if isinstance(value, str) else orjson.dumps(value, option=orjson.OPT_SORT_KEYS).decode()
         return _HASHED + keyed_hash(self.key, text)
 
-    def _walk(self, value: Any) -> tuple[Any, bool]:
-        """A parsed JSON value redacted, and whether anything changed."""
+    def _walk(self, value: Any, container: bool = False) -> tuple[Any, bool]:
+        """A parsed JSON value redacted, and whether anything changed. ``container``: the value
+        is where an object is declared (the record itself, ``after``): anything else there is
+        hashed whole, since bare values in it (a list of a name and an e-mail address) have
+        no key that says what they are."""
+        if container and value is not None and not isinstance(value, dict):
+            return self._hash(value), True
         if isinstance(value, str):
             masked = self._text_str(value)
             return masked, masked != value
         if isinstance(value, list):
+            if len(value) == 2 and isinstance(value[0], str) and value[1] is not None and self.is_personal(value[0]):
+                return [self._text_str(value[0]), self._hash(value[1])], True  # a (key, value) pair
             items = [self._walk(v) for v in value]
             return [v for v, _ in items], any(c for _, c in items)
         if not isinstance(value, dict):
@@ -197,7 +306,7 @@ class Redactor:
                 out[masked_name] = self._hash(item)
                 changed = True
                 continue
-            out[masked_name], item_changed = self._walk(item)
+            out[masked_name], item_changed = self._walk(item, name.lower().encode() in self._holders)
             changed = changed or item_changed or masked_name != name
         return out, changed
 
@@ -209,15 +318,16 @@ class Redactor:
         other string its e-mail and phone shapes masked. A record with nothing to redact keeps
         its bytes as produced. Anything else is masked as text (``text``); UTF-16 text is
         redacted decoded, and kept as UTF-8 when something was masked. A record nested deeper than
-        orjson writes (255 levels) is masked as text too.
+        orjson writes (255 levels) is masked as text too, and so is one with a key twice in an
+        object: re-serialised, it would lose all but the last value, the evidence of its fault.
         """
         try:
             parsed = orjson.loads(raw)
         except orjson.JSONDecodeError:
             return self._unparsed(raw)
         try:
-            redacted, changed = self._walk(parsed)
-            return orjson.dumps(redacted) if changed else self.text(raw)
+            redacted, changed = self._walk(parsed, container=True)
+            return orjson.dumps(redacted) if changed and not _duplicate_keys(raw) else self.text(raw)
         except (TypeError, RecursionError):  # nested deeper than orjson writes (255) or Python walks
             return self.text(raw)
 
@@ -232,9 +342,9 @@ class Redactor:
     def array(self, values: pa.Array) -> pa.Array:
         """A string or binary column with ``text`` applied to the values that need it.
 
-        One vectorized regex pass (RE2) finds the values with a personal-data key or shape, and
-        masks their shapes; only values with a personal-data key are masked one by one. A clean
-        column costs one scan and no copy.
+        One vectorized regex pass (RE2) finds the values with a personal-data key or shape
+        (or an escape, or a NUL of UTF-16), and masks their shapes; only values with a key,
+        an escape or a NUL are scanned one by one. A clean column costs one scan and no copy.
         """
         if values.null_count == len(values):
             return values
@@ -243,7 +353,7 @@ class Redactor:
             return values
         found = pc.replace_substring_regex(pc.filter(values, hits), EMAIL, EMAIL_MASK.decode())
         found = pc.replace_substring_regex(found, PHONE, PHONE_MASK.decode())
-        keyed = pc.fill_null(pc.match_substring_regex(found, self._key_pattern), False)
+        keyed = pc.fill_null(pc.match_substring_regex(found, self._scanned), False)
         if pc.any(keyed).as_py():  # a personal-data key's value: only the scanner finds its end
             texts = pc.filter(found, keyed).to_pylist()
             one = self.text if pa.types.is_binary(values.type) else self._text_str

@@ -30,7 +30,6 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 
 import pyarrow as pa
-import pyarrow.compute as pc
 
 from pipelines.errors import TradelakeError
 from pipelines.lake.schemas import BATCHES_TABLE, PII_KEYS_SCHEMA, PII_KEYS_TABLE
@@ -123,12 +122,14 @@ def home_key(home: Path) -> bytes:
 
 
 def recorded_fingerprint(lake: Lake) -> str | None:
-    """The fingerprint of the lake's key now (the latest ``_pii_keys`` row), None before first use."""
-    table = lake.read(PII_KEYS_TABLE, ["fingerprint", "since"])
+    """The fingerprint of the lake's key now, None before first use: the ``_pii_keys`` row
+    of the highest ``from_batch``, the batch order being the lake's own. ``since`` is a
+    wall clock (another machine's, after a move or with a skewed clock) and only breaks a
+    tie: two rotations before the next batch."""
+    table = lake.read(PII_KEYS_TABLE, ["fingerprint", "from_batch", "since"])
     if table is None or not len(table):
         return None
-    latest = pc.index(table["since"], pc.max(table["since"])).as_py()
-    return table["fingerprint"][latest].as_py()
+    return table.sort_by([("from_batch", "descending"), ("since", "descending")])["fingerprint"][0].as_py()
 
 
 def _record(lake: Lake, key: bytes, next_batch: int, reason: str) -> None:

@@ -2,7 +2,8 @@
 
 Loadable into the contract model (which refuses an unknown ``meta.topic``, a rule without a
 name, duplicate rule names, an unsupported expectation type) and by GX, every catalog topic
-covered, every expectation compilable by the router, one landed type per column.
+covered, every expectation compiled by the router into a query DuckDB runs (a regex RE2
+compiles, an ``unexpected_rows_query`` naming known columns), one landed type per column.
 """
 
 from __future__ import annotations
@@ -45,5 +46,7 @@ def check_contracts(directory: Path | None = None) -> str:
                     if column not in typed
                 )
     if problems:
-        raise TradelakeError(f"{len(problems)} contract problem(s):\n  " + "\n  ".join(problems))
+        raise TradelakeError(
+            f"{len(problems)} contract problem(s): " + "; ".join(p.replace("\n", " ") for p in problems)
+        )
     return f"contracts ok: {suites} suites over {len(contracts)} topics"

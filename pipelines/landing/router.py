@@ -134,11 +134,39 @@ def _key_lineage(keys: pa.Array, text: pa.Array, utf8: pa.Array) -> tuple[pa.Arr
     )
 
 
-def _personal_fields(contracts: TopicContracts) -> frozenset[str]:
-    """The personal-data field names of every topic's contracts: any record can be sent to any
-    topic (a CDC row to a marketplace topic), so each topic's quarantine looks for all of them."""
-    every = [*load_contracts().values(), contracts]
-    return frozenset(path.rsplit(".", 1)[-1] for tc in every for path in tc.personal_data_paths())
+def _redactor(contracts: TopicContracts, pii_key: bytes) -> Redactor:
+    """The redactor of a topic, from every topic's contracts: any record can be sent to any
+    topic (a CDC row to a marketplace topic), so each topic's quarantine looks for all of
+    their personal-data field names, and for their containers: the objects that hold such
+    fields (``after``) or that a contract declares as an object (``source``)."""
+    every = [c for tc in (*load_contracts().values(), contracts) for c in tc.columns()]
+    fields = {c.path.rsplit(".", 1)[-1] for c in every if c.personal_data}
+    containers = {part for c in every if c.personal_data for part in c.path.split(".")[:-1]}
+    containers |= {c.path.rsplit(".", 1)[-1] for c in every if set(c.type_list) == {"dict"}}
+    return Redactor(pii_key, frozenset(fields), frozenset(containers))
+
+
+# Rules that confine a text column to values a contract lists or spells out.
+_CLOSED_RULES = ("expect_column_values_to_be_in_set", "expect_column_values_to_match_regex")
+
+
+def open_text_columns(contracts: TopicContracts) -> list[str]:
+    """The landed text columns that can hold whatever a producer writes, shape-masked like
+    free text: a column declared free text, and any other whose every declaring suite leaves
+    it unconfined (no critical in-set or regex rule on every row). An id or a ``producer``
+    can carry an e-mail address as well as a comment can; a timestamp or a currency code,
+    confined by its rule, cannot, and skips the scan."""
+    confined: dict[str, bool] = {}
+    for contract in contracts.contracts:
+        ruled = {r.column for r in contract.rules if r.kind in _CLOSED_RULES and r.critical and r.condition is None}
+        for c in contract.columns():
+            confined[c.path] = confined.get(c.path, True) and c.path in ruled
+    free = {c.path for c in contracts.free_text_columns()}
+    return [
+        c.name
+        for c in contracts.landed_columns()
+        if pa.types.is_string(c.arrow_type) and not c.personal_data and (c.path in free or not confined[c.path])
+    ]
 
 
 def _one_array(column: pa.ChunkedArray) -> pa.Array:
@@ -224,10 +252,10 @@ class TopicRouter:
         self.columns = contracts.landed_columns()
         self.schema = topic_schema([(c.name, c.arrow_type) for c in self.columns])
         self.pii_columns = [c.name for c in self.columns if c.personal_data]
-        # Landed text people type (free-text fields) and the Kafka key: shapes masked.
-        self.masked_columns = [c.name for c in self.columns if c.free_text] + ["_key", "_key_bytes"]
+        # Landed text that can hold anything (free text, unconfined ids) and the Kafka key: masked.
+        self.masked_columns = [*open_text_columns(contracts), "_key", "_key_bytes"]
         self.pii_key = pii_key
-        self.redactor = Redactor(pii_key, _personal_fields(contracts))
+        self.redactor = _redactor(contracts, pii_key)
 
     def route(self, records: RawRecords, batch_id: int, ingested_at: datetime) -> Routed:
         """Route one batch; a large one as parallel slices.

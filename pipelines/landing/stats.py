@@ -6,6 +6,7 @@ from collections import Counter, defaultdict
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING
 
+from pipelines.landing.validation import broken_rules
 from pipelines.watermarks import Position
 
 if TYPE_CHECKING:
@@ -22,7 +23,10 @@ class IngestStats:
     seconds: float = 0.0
     commit_seconds: float = 0.0  # time spent committing batches to the lake's tables
     per_topic: dict[str, Counter] = field(default_factory=lambda: defaultdict(Counter))
+    # Per topic, rows per rule: the rules that quarantined them (critical and structural), and
+    # the warning/info rules that only counted them.
     quarantine_rules: dict[str, Counter] = field(default_factory=lambda: defaultdict(Counter))
+    warning_rules: dict[str, Counter] = field(default_factory=lambda: defaultdict(Counter))
     offsets: dict[Position, tuple[int, int]] = field(default_factory=dict)  # first, last committed
 
     def rate(self) -> float:
@@ -38,5 +42,5 @@ class IngestStats:
         self.quarantined += counts["quarantined"]
         self.tombstones += counts["tombstones"]
         self.per_topic[batch.topic].update(counts)
-        for (_, rule), n in batch.failures.items():
-            self.quarantine_rules[batch.topic][rule] += n
+        self.quarantine_rules[batch.topic].update(broken_rules(batch.validation))
+        self.warning_rules[batch.topic].update(broken_rules(batch.validation, critical=False))

@@ -11,6 +11,7 @@ else ``DEFAULT_MOSTLY``, the same default the Dagster check uses).
 
 from __future__ import annotations
 
+from collections import Counter
 from typing import Any
 
 from pipelines.contracts import TopicContracts
@@ -60,3 +61,15 @@ def validation_summary(contracts: TopicContracts, routed: Routed) -> dict[str, A
         "suites": suites,
         "no_contract": unjudged,
     }
+
+
+def broken_rules(summary: dict[str, Any], critical: bool = True) -> Counter:
+    """Rows per rule name in a ``validation_summary``: the rules that quarantined them
+    (critical and structural ones), or (``critical=False``) the warning and info rules, which
+    only counted them."""
+    counts: Counter = Counter(summary["no_contract"] if critical else {})
+    for suite in summary["suites"]:
+        for r in suite["results"]:
+            if r["unexpected_count"] and (r["severity"] == "critical") == critical:
+                counts[r["rule"]] += r["unexpected_count"]
+    return counts

@@ -1,11 +1,13 @@
 """The contract files and their model: `tradelake contracts check` refuses unsound files naming
-the file; the model is re-read when a file changes; warning rules, ``expect_column_to_exist``
-and ``mostly`` mean what they mean in GX; the Data Docs index lists every suite offline."""
+the file, and a suite the router's DuckDB cannot run before any record is routed; the model is
+re-read when a file changes; warning rules, ``expect_column_to_exist`` and ``mostly`` mean what
+they mean in GX; the Data Docs index lists every suite offline."""
 
 from __future__ import annotations
 
 import json
 import shutil
+from collections import Counter
 from pathlib import Path
 
 import orjson
@@ -17,8 +19,12 @@ from pipelines.contracts.docs import build_contract_docs
 from pipelines.contracts.suites import default_contracts_dir
 from pipelines.defs.contracts.checks import mostly_by_rule
 from pipelines.errors import TradelakeError
+from pipelines.landing.committer import TopicBatch
+from pipelines.landing.router import TopicRouter
+from pipelines.landing.stats import IngestStats
 from pipelines.landing.validation import validation_summary
 from tests.component.contract_seeds import route, rules_by_offset, seeds
+from tests.conftest import run_cli
 
 GPS = Path("fleet.gps") / "gps.ping.v1.json"
 
@@ -60,6 +66,51 @@ def test_an_unsound_suite_is_refused_naming_its_file(contracts: Path, change, me
     with pytest.raises(TradelakeError, match=message) as refused:
         check_contracts(contracts)
     assert "gps.ping.v1.json" in str(refused.value)
+
+
+@pytest.mark.parametrize(
+    ("expectation", "shown"),
+    [
+        (
+            {
+                "type": "expect_column_values_to_match_regex",
+                "kwargs": {"column": "producer", "regex": "(["},
+                "meta": {"rule": "producer is a name"},
+            },
+            "missing ]",
+        ),
+        (  # a lookahead: Python's re (GX) compiles it, RE2 (DuckDB, the router) does not
+            {
+                "type": "expect_column_values_to_match_regex",
+                "kwargs": {"column": "producer", "regex": "^(?!test).*$"},
+                "meta": {"rule": "producer is no test"},
+            },
+            "invalid perl operator",
+        ),
+        (
+            {
+                "type": "unexpected_rows_expectation",
+                "kwargs": {"unexpected_rows_query": "SELECT * FROM {batch} WHERE speed_kph > 300"},
+                "meta": {"rule": "speed is plausible"},
+            },
+            "speed_kph",
+        ),
+    ],
+)
+def test_a_suite_duckdb_cannot_run_is_refused_before_any_record_naming_file_and_expectation(
+    contracts: Path, expectation: dict, shown: str
+):
+    """Such a suite loads and GX takes it; it used to pass ``contracts check`` and then fail
+    routing with a DuckDB traceback at the first batch."""
+    _gps_rule(contracts, expectation)
+    where = f"{contracts / GPS} expectation #{len(json.loads((contracts / GPS).read_text())['expectations'])}"
+    result = run_cli("contracts", "check", env={"TRADELAKE_CONTRACTS": str(contracts)})
+    lines = result.stderr.splitlines()
+    assert result.returncode != 0 and len(lines) == 1, result.stderr
+    assert lines[0].startswith("tradelake: error:") and where in lines[0] and shown in lines[0], lines[0]
+    with pytest.raises(TradelakeError) as refused:  # what `tradelake run` builds first, per topic
+        TopicRouter(load_contracts(contracts)["fleet.gps"], b"k")
+    assert where in str(refused.value) and shown in str(refused.value)
 
 
 def test_a_misspelled_topic_is_refused_naming_the_file_and_the_topic(contracts: Path):
@@ -106,6 +157,10 @@ def test_a_warning_rule_is_measured_and_never_quarantines(contracts: Path):
     assert result["unexpected_count"] == 2 and result["severity"] == "warning" and result["mostly"] == 0.99
     assert not result["success"], "2 of 5 is more than the 1% allowed"
     assert not summary["suites"][0]["success"]
+    stats = IngestStats()  # the run's summary and its Dagster metadata: counted, not as quarantine
+    stats.add(TopicBatch("fleet.gps", {}, Counter(), Counter(), Counter(), routed.failures, summary))
+    assert stats.quarantine_rules["fleet.gps"] == {}
+    assert stats.warning_rules["fleet.gps"] == {"speed_kmh is at most 80": 2}
 
 
 def test_expect_column_to_exist_means_the_key_is_present(contracts: Path):

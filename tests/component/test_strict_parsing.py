@@ -3,7 +3,7 @@ landed and then broke ``tradelake build`` is quarantined here, naming its rule, 
 nearest valid neighbour lands unchanged.
 
 Records are raw text (not ``json.dumps`` of a dict) where the case is about the text itself:
-NaN and Infinity literals, numbers beyond 64 bits, duplicate keys.
+NaN and Infinity literals, numbers beyond 64 bits, duplicate keys, trailing commas.
 """
 
 from __future__ import annotations
@@ -78,6 +78,51 @@ def test_what_rfc_8259_refuses_anywhere_in_the_record_is_quarantined(literal):
     routed = route(CONTRACTS["marketplace.bids"], [value])
     assert rules_by_offset(routed)[0] == [NOT_STRICT]
     assert routed.quarantined["contract"].to_pylist() == [None], "structural: no suite judged it"
+
+
+def _trailing_comma(record: dict, path: str, closing: str) -> bytes:
+    """``record`` as JSON text with the object at ``path`` ('' the record itself) closed by
+    ``closing`` (a comma, maybe whitespace, the brace) instead of its brace."""
+    if not path:
+        return (json.dumps(record)[:-1] + closing).encode()
+    target = record
+    *parents, leaf = path.split(".")
+    for p in parents:
+        target = target[p]
+    return _with(record, path, json.dumps(target[leaf])[:-1] + closing)
+
+
+@pytest.mark.parametrize("closing", [",}", ", }", ",\n\t}", " ,\r\n}"])
+@pytest.mark.parametrize(
+    ("suite", "variant", "path"),
+    [
+        (BID_V2, "", ""),  # every key declared: no other check reads the text again
+        (CUSTOMERS, "not-d", ""),
+        (CUSTOMERS, "not-d", "after"),  # nested, personal data
+        (CUSTOMERS, "not-d", "source"),
+    ],
+)
+def test_a_trailing_comma_is_quarantined_as_not_strict_json(suite, variant, path, closing):
+    """DuckDB's reader accepts it (test_duckdb_reads_what_rfc_8259_refuses); the record once
+    landed when each of its keys was one the contract declares."""
+    topic = suite.split("__")[0]
+    routed = route(CONTRACTS[topic], [_trailing_comma(_seed(suite, variant), path, closing)])
+    assert rules_by_offset(routed)[0] == [NOT_STRICT]
+    assert routed.quarantined["contract"].to_pylist() == [None], "structural: no suite judged it"
+
+
+def test_a_trailing_comma_in_a_declared_field_is_not_strict_json_before_its_type():
+    assert _judge("marketplace.bids", [_with(_seed(BID_V2), "producer", "[1, ]")])[0] == [NOT_STRICT]
+
+
+@pytest.mark.parametrize("text", ["great work,} thanks", "a, ]", ",}", "list: 1, 2, ]"])
+def test_a_string_that_looks_like_a_trailing_comma_lands_unchanged(text):
+    """Only a candidate for the exact check: strict JSON, it lands."""
+    record = _seed("marketplace.reviews__review.submitted.v1")
+    record["comment"] = text
+    routed = route(CONTRACTS["marketplace.reviews"], [json.dumps(record).encode()])
+    assert len(routed.quarantined) == 0, routed.quarantined["reason"].to_pylist()
+    assert routed.landed["comment"].to_pylist() == [text]
 
 
 def test_a_field_the_contract_does_not_declare_lands_when_the_record_is_strict():

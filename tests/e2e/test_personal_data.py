@@ -49,6 +49,16 @@ REVIEW = {
     "rating": 5,
     "comment": f"call me at {MAIL} or 555-867-5309",
 }
+CANCELLED = {
+    "event_id": "0000ada0-0000-0000-4000-800000000041",
+    "event_type": "job.cancelled",
+    "event_time": "2026-11-23T10:15:30.123Z",
+    "schema_version": 1,
+    "producer": "jobs-service/3.1.0",
+    "job_id": "job_pd_1",
+    "customer_id": MAIL,  # an id no rule confines
+    "reason": f"customer asked to call {PHONE} or write to {MAIL}",  # free text: its shapes are masked
+}
 CDC_KEY = b'{"customer_id": "cus_pd_1"}'
 NOT_UTF8_KEY = b"tp_\xff\xfe0001"
 
@@ -78,7 +88,27 @@ RECORDS: list[tuple[str, bytes, bytes]] = [  # (topic, key, value)
     ("marketplace.reviews", MAIL.encode(), orjson.dumps(REVIEW | {"event_id": "0000ada0-0000-0000-4000-800000000032"})),
     ("marketplace.reviews", NOT_UTF8_KEY, orjson.dumps(REVIEW | {"event_id": "0000ada0-0000-0000-4000-800000000033"})),
     ("marketplace.reviews", NOT_UTF8_KEY, b"{not json"),
+    ("marketplace.jobs", b"job_pd_1", orjson.dumps(CANCELLED)),  # valid: lands, reason and customer_id masked
+    ("cdc.public.customers", CDC_KEY, _cdc(after=[NAME, MAIL, PHONE])),  # an object as bare values
+    ("cdc.public.customers", CDC_KEY, _cdc(after=[["full_name", NAME], ["email", MAIL]])),  # as pairs
+    (
+        "cdc.public.customers",
+        CDC_KEY,
+        _cdc().replace(b'"full_name"', b'"full_\\u006eame"')[:-60],
+    ),  # escaped key, truncated
+    ("cdc.public.customers", CDC_KEY, _cdc().replace(b'"email"', b'"email":"x","email"', 1)),  # a key twice
+    (
+        "marketplace.reviews",
+        MAIL.encode("utf-16-le"),
+        orjson.dumps(REVIEW | {"event_id": "0000ada0-0000-0000-4000-800000000034"}),
+    ),
+    (
+        "marketplace.reviews",
+        MAIL.encode("utf-16"),
+        orjson.dumps(REVIEW | {"event_id": "0000ada0-0000-0000-4000-800000000035"}),
+    ),
 ]
+LANDED = 7  # the valid customer, review and job records, and four reviews under odd keys
 
 
 def _cells(value: Any) -> Iterator[bytes]:
@@ -126,10 +156,12 @@ def test_no_planted_personal_data_is_written_in_clear(lake: Settings):
 
     stats = Lander(lake).run(follow=False)
 
-    assert (stats.landed, stats.quarantined) == (4, len(RECORDS) - 4)
+    assert (stats.landed, stats.quarantined) == (LANDED, len(RECORDS) - LANDED)
     assert _found(lake.home) == []
     reviews = read_table(lake, "marketplace.reviews", ["_key", "_key_bytes", "comment"]).to_pylist()
     assert {r["comment"] for r in reviews} == {"call me at <email> or <phone>"}
+    jobs = read_table(lake, "marketplace.jobs", ["customer_id", "reason"]).to_pylist()
+    assert jobs == [{"customer_id": "<email>", "reason": "customer asked to call <phone> or write to <email>"}]
     assert_exactly_once(lake)
 
 

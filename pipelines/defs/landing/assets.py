@@ -158,6 +158,7 @@ def topic_metadata(
         ),
         "batches": dg.MetadataValue.int(len(batches)),
         "quarantine_rules": dg.MetadataValue.json(dict(Counter(stats.quarantine_rules.get(topic, {})).most_common())),
+        "warning_rules": dg.MetadataValue.json(dict(Counter(stats.warning_rules.get(topic, {})).most_common())),
         "dagster/row_count": dg.MetadataValue.int(row_count(files)),
         "path": dg.MetadataValue.path(lake.uri(topic)),
     }
