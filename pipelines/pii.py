@@ -194,6 +194,23 @@ def mask_shapes(text: bytes) -> bytes:
     return _PHONE_RE.sub(PHONE_MASK, _EMAIL_RE.sub(EMAIL_MASK, text))
 
 
+def _may_hide_personal(value: Any) -> bool:
+    """Whether a bare value could carry a name, an e-mail or a phone: some text, or an integer
+    long enough to be a phone number. ``[1, 2, 3]`` where an object belongs cannot, and keeps
+    its bytes as evidence of the fault."""
+    if isinstance(value, str):
+        return True
+    if isinstance(value, bool):
+        return False
+    if isinstance(value, int):
+        return abs(value) >= 10**6
+    if isinstance(value, float):
+        return abs(value) >= 1e6
+    if isinstance(value, list):
+        return any(_may_hide_personal(v) for v in value)
+    return isinstance(value, dict)
+
+
 @dataclass(frozen=True)
 class Redactor:
     """Masks and hashes personal data in records, whatever shape they come in."""
@@ -286,7 +303,7 @@ class Redactor:
         is where an object is declared (the record itself, ``after``): anything else there is
         hashed whole, since bare values in it (a list of a name and an e-mail address) have
         no key that says what they are."""
-        if container and value is not None and not isinstance(value, dict):
+        if container and value is not None and not isinstance(value, dict) and _may_hide_personal(value):
             return self._hash(value), True
         if isinstance(value, str):
             masked = self._text_str(value)

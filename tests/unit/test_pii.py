@@ -186,7 +186,7 @@ def test_an_object_declared_where_something_else_arrived_is_hashed_whole():
     out = orjson.loads(REDACTOR.raw(SHAPES["after as a list of bare values"]))
     assert out["after"] == "hmac:" + keyed_hash(KEY, orjson.dumps([NAME, MAIL, PHONE_TEXT]).decode())
     assert out["op"] == "c" and out["before"] is None, "the rest of the record and a null object stay as they were"
-    assert orjson.loads(REDACTOR.raw(orjson.dumps([1, 2, 3]))).startswith("hmac:"), "the record itself is an object"
+    assert orjson.loads(REDACTOR.raw(orjson.dumps(["Ada", 2, 3]))).startswith("hmac:"), "the record itself is an object"
     truncated = REDACTOR.raw(SHAPES["truncated, after as a list"])
     assert truncated == b'{"before":null,"after":"<redacted>"', "in text that does not parse too"
 
@@ -253,3 +253,13 @@ def test_a_megabyte_record_is_redacted_in_linear_time(make: Callable[[int], byte
     for name, redact in redactions.items():
         ratio = _seconds(lambda r=redact: r(large)) / _seconds(lambda r=redact: r(small))
         assert ratio < 30, f"{name}: 1 MB took {ratio:.0f}x the time of 100 KB"
+
+
+@pytest.mark.parametrize("raw", [b"[1, 2, 3]", b"42", b"true", b"[1.5, false]"])
+def test_a_non_object_record_that_cannot_hide_personal_data_keeps_its_bytes(raw: bytes) -> None:
+    assert REDACTOR.raw(raw) == raw
+
+
+@pytest.mark.parametrize("raw", [b'["Zelda Quartermain"]', b"[4402079460958]", b'"Zelda"'])
+def test_a_non_object_record_that_could_hide_personal_data_is_hashed_whole(raw: bytes) -> None:
+    assert REDACTOR.raw(raw).startswith(b'"hmac:')
