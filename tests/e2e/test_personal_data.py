@@ -7,12 +7,9 @@ bytes (Delta logs, checkpoints' JSON, the key file) — for any of the planted v
 
 from __future__ import annotations
 
-from collections.abc import Iterator
-from pathlib import Path
 from typing import Any
 
 import orjson
-import pyarrow.parquet as pq
 import pytest
 from confluent_kafka import Producer
 
@@ -20,6 +17,7 @@ from pipelines.landing.ingest import Lander
 from pipelines.settings import Settings
 from tests.conftest import run_cli
 from tests.e2e.lake_checks import assert_exactly_once, read_table
+from tests.pii_scan import scan
 
 pytestmark = pytest.mark.e2e
 
@@ -111,41 +109,10 @@ RECORDS: list[tuple[str, bytes, bytes]] = [  # (topic, key, value)
 LANDED = 7  # the valid customer, review and job records, and four reviews under odd keys
 
 
-def _cells(value: Any) -> Iterator[bytes]:
-    if isinstance(value, bytes):
-        yield value
-    elif isinstance(value, str):
-        yield value.encode()
-    elif isinstance(value, dict):
-        for v in value.values():
-            yield from _cells(v)
-    elif isinstance(value, list):
-        for v in value:
-            yield from _cells(v)
-
-
-def _texts(path: Path) -> Iterator[bytes]:
-    """A file's bytes, and for Parquet every decoded cell."""
-    data = path.read_bytes()
-    yield data
-    if path.suffix == ".parquet" and data[:4] == b"PAR1":
-        for row in pq.read_table(path).to_pylist():
-            yield from _cells(row)
-
-
-def _found(home: Path) -> list[str]:
-    needles = [p.lower().encode() for p in PLANTED]
-    files = [p for p in home.rglob("*") if p.is_file()]
-    assert any(p.suffix == ".parquet" for p in files)
-    return sorted(
-        {
-            f"{n.decode()!r} in {p.relative_to(home)}"
-            for p in files
-            for t in _texts(p)
-            for n in needles
-            if n in t.lower()
-        }
-    )
+def _found(lake: Settings) -> list[str]:
+    """The planted values (and their simple variants) in any file under the home, decoded."""
+    assert any(p.suffix == ".parquet" for p in lake.home.rglob("*"))
+    return [str(f) for f in scan(lake.home, PLANTED, lake.lake)]
 
 
 def test_no_planted_personal_data_is_written_in_clear(lake: Settings):
@@ -157,7 +124,7 @@ def test_no_planted_personal_data_is_written_in_clear(lake: Settings):
     stats = Lander(lake).run(follow=False)
 
     assert (stats.landed, stats.quarantined) == (LANDED, len(RECORDS) - LANDED)
-    assert _found(lake.home) == []
+    assert _found(lake) == []
     reviews = read_table(lake, "marketplace.reviews", ["_key", "_key_bytes", "comment"]).to_pylist()
     assert {r["comment"] for r in reviews} == {"call me at <email> or <phone>"}
     jobs = read_table(lake, "marketplace.jobs", ["customer_id", "reason"]).to_pylist()
