@@ -42,6 +42,7 @@ from pipelines.lake.schemas import BATCHES_SCHEMA, BATCHES_TABLE, QUARANTINE_SCH
 from pipelines.lake.tables import Covered, DataFile, Lake, Position, app_id
 from pipelines.landing.allocators import release_cached_memory
 from pipelines.landing.consumer import RecordBuffer
+from pipelines.landing.ownership import Taken
 from pipelines.landing.router import RawRecords, Routed, TopicRouter
 from pipelines.landing.stats import IngestStats
 from pipelines.landing.stream import Expired, record_sha256
@@ -141,6 +142,7 @@ class Committer(threading.Thread):
         stats: IngestStats,
         on_commit: Callable[[RoutedBatch, dict[Position, int], float], None],
         expired: Mapping[Position, Expired] | None = None,
+        reserve: Callable[[], tuple[int, int]] | None = None,
     ) -> None:
         super().__init__(name="tradelake-committer", daemon=True)
         self.lake = lake
@@ -149,7 +151,14 @@ class Committer(threading.Thread):
         self.topic_ids = topic_ids
         self.committed = committed  # per table: app_id -> last offset it has committed
         self.next_batch = first_batch
+        # The last id of the block of batch ids reserved (``ownership``); None: ids are not
+        # shared with other processes (tests committing batches of their own).
+        self.last_batch: int | None = None
+        self.reserve = reserve  # reserves the next block when this one is used up
+        self.epochs: dict[Position, int] = {}  # this process's ownership epoch per partition (absent: 0)
         self.next_start: dict[Position, int] = {}  # per partition: the next batch's start_offset
+        self.in_flight = 0  # batches handed over and not committed (or failed) yet
+        self.settled = threading.Condition()
         self.stats = stats
         self.on_commit = on_commit
         self.expired = dict(expired or {})  # per partition: offsets gone before this run read them
@@ -170,10 +179,43 @@ class Committer(threading.Thread):
         if self.error is not None:
             self.slots.release()
             self.raise_if_failed()
+        if self.last_batch is not None and self.next_batch > self.last_batch and self.reserve is not None:
+            self.next_batch, self.last_batch = self.reserve()
         starts = self._starts(buffer.last_offsets)
         topics = buffer.take_topics()
+        with self.settled:
+            self.in_flight += 1
         self.queue.put(_batch_pool().submit(self.route, topics, self.next_batch, starts))
         self.next_batch += 1
+
+    def adopt(self, taken: Taken, expired: Mapping[Position, Expired] | None = None) -> None:
+        """Partitions this process has just taken (``Ownership.take``): commit them under their
+        new epochs, from the offsets the tables hold now, with ids of the block just reserved;
+        ``expired``: their offsets gone before this process could read them (``stream``).
+
+        Called by the consuming thread between batches (the rebalance callback), so no batch
+        being assembled holds records of these partitions.
+        """
+        for table, have in taken.committed.items():
+            self.committed.setdefault(table, {}).update(have)
+        for key, epoch in taken.epochs.items():
+            self.epochs[key] = epoch
+            self.next_start.pop(key, None)  # a partition taken back begins at the tables' resume point
+        self.expired.update(expired or {})
+        self.next_batch, self.last_batch = taken.first_batch, taken.last_batch
+
+    def release(self, keys: list[Position]) -> None:
+        """Partitions given up (after ``drain``): nothing of them is in flight any more."""
+        for key in keys:
+            self.epochs.pop(key, None)
+            self.next_start.pop(key, None)
+
+    def drain(self) -> None:
+        """Wait until every batch handed over is committed (re-raising a failure)."""
+        with self.settled:
+            while self.in_flight and self.error is None:
+                self.settled.wait(0.5)
+        self.raise_if_failed()
 
     def _starts(self, last_offsets: dict[Position, int]) -> dict[Position, int]:
         """Where a batch's consumption of each of its partitions began, in submission order.
@@ -213,6 +255,9 @@ class Committer(threading.Thread):
             finally:
                 del future
                 self.slots.release()
+                with self.settled:
+                    self.in_flight -= 1
+                    self.settled.notify_all()
 
     def route(self, topics: dict[str, RawRecords], batch_id: int, starts: dict[Position, int]) -> RoutedBatch:
         """Route one batch and write its data files; nothing is visible until ``commit``.
@@ -280,7 +325,7 @@ class Committer(threading.Thread):
                 a = app_id(t.topic, self.topic_ids[t.topic], p)
                 done = have.get(a, -1)
                 if r.last > done:
-                    covered.append(Covered(a, max(r.first, done + 1), r.last))
+                    covered.append(Covered(a, max(r.first, done + 1), r.last, self.epochs.get((t.topic, p), 0)))
                 if done >= r.first:
                     after[(t.topic, p)] = done
         if not covered:

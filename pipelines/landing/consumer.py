@@ -143,6 +143,49 @@ class ConsumeLoop:
         self.landed = dict(consumed)  # next offset per partition that the lake has committed
         self.progress = Progress("ingest")
         self.records = 0
+        self.buffer = RecordBuffer()
+        # Set when partitions were given up during a consume() call: the messages it returned
+        # may hold records of them, fetched before the rebalance, which must not be kept.
+        self.revoked_during_consume = False
+
+    def add_partitions(
+        self, keys: list[Position], positions: dict[Position, int], targets: dict[Position, int]
+    ) -> None:
+        """Partitions assigned while running (consumer group): consume them from ``positions``."""
+        self.assignment.extend(TopicPartition(t, p) for t, p in keys)
+        for key in keys:
+            self.consumed[key] = self.landed[key] = positions.get(key, 0)
+        self.targets.update(targets)
+
+    def remove_partitions(self, keys: list[Position]) -> None:
+        """Partitions revoked (after their records were committed): no longer consumed or reported."""
+        gone = set(keys)
+        self.assignment[:] = [tp for tp in self.assignment if (tp.topic, tp.partition) not in gone]
+        for key in gone:
+            self.targets.pop(key, None)
+            self.consumed.pop(key, None)
+            self.landed.pop(key, None)
+        self.revoked_during_consume = True
+
+    def flush(self, submit: Callable[[RecordBuffer], None]) -> None:
+        """Hand the batch being assembled over now (before partitions are given up)."""
+        if self.buffer.size:
+            submit(self.buffer)
+            self.buffer = RecordBuffer()
+
+    def settle(self, consumer: Consumer, committed: queue.SimpleQueue[dict[Position, int]]) -> None:
+        """Take in the positions the committer has committed, and tell the cluster."""
+        landed = _drain(committed)
+        commit_group_offsets(consumer, landed)
+        self.landed.update({k: v for k, v in landed.items() if k in self.landed})
+
+    def _owned(self, messages: list[Message]) -> list[Message]:
+        """The messages of partitions still assigned (see ``revoked_during_consume``)."""
+        if not self.revoked_during_consume:
+            return messages
+        self.revoked_during_consume = False
+        owned = {(tp.topic, tp.partition) for tp in self.assignment}
+        return [m for m in messages if (m.topic(), m.partition()) in owned]
 
     def lag(self) -> int:
         """Records on the cluster not consumed yet (``--once`` stops at 0)."""
@@ -160,17 +203,17 @@ class ConsumeLoop:
         committed: queue.SimpleQueue[dict[Position, int]],
     ) -> None:
         consumer = self.consumer
-        buffer = RecordBuffer()
         refresh_at = time.monotonic() + self.max_wait
         with _fewer_collections():
             while not should_stop():
                 if not follow and self.lag() == 0:
                     break
-                messages = consumer.consume(num_messages=min(CONSUME_CALL, self.batch_size - buffer.size), timeout=0.2)
+                messages = consumer.consume(
+                    num_messages=min(CONSUME_CALL, self.batch_size - self.buffer.size), timeout=0.2
+                )
+                messages = self._owned(messages)
                 self.check_stream()  # before the records are kept: they may be a new stream's
-                landed = _drain(committed)
-                commit_group_offsets(consumer, landed)
-                self.landed.update(landed)
+                self.settle(consumer, committed)
                 if not messages:
                     # The fetch position moves past offsets that hold no deliverable record
                     # (transaction markers, compacted gaps), so --once ends on such clusters too.
@@ -178,25 +221,24 @@ class ConsumeLoop:
                         if tp.offset >= 0:
                             key = (tp.topic, tp.partition)
                             self.consumed[key] = max(self.consumed.get(key, 0), tp.offset)
-                for key, offset in buffer.add(messages_without_errors(messages)).items():
+                for key, offset in self.buffer.add(messages_without_errors(messages)).items():
                     self.consumed[key] = offset + 1
                 self.records += len(messages)
                 del messages  # the records are in the buffer, as Arrow
                 now = time.monotonic()
-                if buffer.size and (
-                    buffer.size >= self.batch_size
-                    or now - (buffer.opened_at or now) >= self.max_wait
+                size, opened_at = self.buffer.size, self.buffer.opened_at
+                if size and (
+                    size >= self.batch_size
+                    or now - (opened_at or now) >= self.max_wait
                     or (not follow and self.lag() == 0)
                 ):
-                    submit(buffer)
-                    buffer = RecordBuffer()
+                    self.flush(submit)
                 if follow and now >= refresh_at:
                     refresh_at = now + self.max_wait
                     self.targets.update(_fetched_high_watermarks(consumer, self.targets))
                     self.on_lag({k: max(hw - self.landed.get(k, 0), 0) for k, hw in self.targets.items()})
                 self.progress.tick(self.records, lambda: f"lag {self.uncommitted():,}")
-        if buffer.size:
-            submit(buffer)
+        self.flush(submit)
 
 
 @contextmanager

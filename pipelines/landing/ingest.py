@@ -22,8 +22,7 @@ from datetime import UTC, datetime
 from types import FrameType
 
 import pyarrow as pa
-import pyarrow.compute as pc
-from confluent_kafka import OFFSET_BEGINNING, TopicPartition
+from confluent_kafka import OFFSET_BEGINNING, Consumer, TopicPartition
 
 from pipelines import kafka, pii_key
 from pipelines.catalog import TOPIC_NAMES
@@ -42,6 +41,7 @@ from pipelines.landing import stream
 from pipelines.landing.allocators import tune_allocators
 from pipelines.landing.committer import Committer, RoutedBatch
 from pipelines.landing.consumer import ConsumeLoop, commit_group_offsets, log_failed_commit
+from pipelines.landing.ownership import Ownership
 from pipelines.landing.router import TopicRouter
 from pipelines.landing.stats import IngestStats
 from pipelines.settings import Settings
@@ -59,12 +59,9 @@ OLD_LAYOUT = ("_ledger", "landing")
 
 @dataclass
 class LakeState:
-    """What the lake has committed, read once at start."""
+    """What the lake records of the streams, read once at start."""
 
     topic_ids: dict[str, str]  # the stream each topic is read from
-    committed: dict[str, dict[str, int]]  # per table: app_id -> last committed offset
-    positions: dict[Position, int]  # per partition: the next offset to land
-    next_batch: int
 
 
 class Lander:
@@ -100,9 +97,11 @@ class Lander:
     def run(self, follow: bool, should_stop: Callable[[], bool] = lambda: False) -> IngestStats:
         tune_allocators()
         _refuse_old_layout(self.settings)
-        with exclusive(self.settings):
+        # Followers of one group share the home; --once takes every partition, so it waits for none.
+        with exclusive(self.settings, shared=follow):
             pii_key.verify(self.lake, self.pii_key, _next_batch_id(self.lake))  # before anything is written
             self._ensure_tables()
+            self._claim_group()
             started = time.monotonic()
             try:
                 self._consume(follow, should_stop)
@@ -116,6 +115,25 @@ class Lander:
         self.lake.ensure(QUARANTINE_TABLE, QUARANTINE_SCHEMA)
         self.lake.ensure(BATCHES_TABLE, BATCHES_SCHEMA)
         self.lake.ensure(STREAMS_TABLE, STREAMS_SCHEMA)
+
+    def _claim_group(self) -> None:
+        """Refuse a lake landed by another consumer group; record this one at the lake's first landing.
+
+        Two groups would each be assigned every partition, and each process would fence the
+        other's partitions in turn: landing would stall. The group is a property of ``_batches``
+        (a commit of its own, so two first landings of different groups cannot both record theirs).
+        """
+        group = self.settings.consumer_group
+        for _ in range(3):
+            recorded = self.lake.property(BATCHES_TABLE, GROUP_PROPERTY)
+            if recorded is not None and recorded != group:
+                raise TradelakeError(
+                    f"the lake at {self.settings.lake.url} is landed by consumer group {recorded!r}, not {group!r} "
+                    "(TRADELAKE_CONSUMER_GROUP): set the lake's group, or land into another lake"
+                )
+            if recorded == group or self.lake.set_property(BATCHES_TABLE, GROUP_PROPERTY, group):
+                return
+        raise TradelakeError(f"could not record consumer group {group!r} in {self.lake.uri(BATCHES_TABLE)}")
 
     def _partitions(self) -> dict[str, int]:
         """Partition counts of the landed topics that exist on the cluster."""
@@ -131,7 +149,7 @@ class Lander:
         return found
 
     def _lake_state(self, partitions: dict[str, int]) -> LakeState:
-        """The streams, and every table's committed offsets; check the cluster still has them."""
+        """The streams; check the cluster still has the records the lake committed last."""
         identities = stream.topic_identities(self.settings, list(partitions))
         recorded = stream.recorded_streams(self.lake)
         adopted = []
@@ -144,10 +162,8 @@ class Lander:
         app_ids = {
             (t, p): app_id(t, topic_ids[t], p) for t, n in partitions.items() if t in topic_ids for p in range(n)
         }
-        every = list(app_ids.values())
-        committed = {t: self.lake.committed(t, [a for (u, _), a in app_ids.items() if u == t]) for t in partitions}
-        committed |= {t: self.lake.committed(t, every) for t in (QUARANTINE_TABLE, BATCHES_TABLE)}
-        resumed = {k: committed[BATCHES_TABLE][a] for k, a in app_ids.items() if a in committed[BATCHES_TABLE]}
+        committed = self.lake.committed(BATCHES_TABLE, list(app_ids.values()))
+        resumed = {k: committed[a] for k, a in app_ids.items() if a in committed}
         kept = {t: r for t, r in recorded.items() if t in identities and t not in self.reset_topics}
         stream.verify(self.settings, kept, identities, resumed, self.lake)
         if adopted:
@@ -160,62 +176,79 @@ class Lander:
             for t, _, why in adopted:
                 if why != "first seen":
                     log.warning("%s: landing a new stream beside the old one (%s)", t, why)
-        return LakeState(
-            topic_ids=topic_ids,
-            committed=committed,
-            positions={k: v + 1 for k, v in resumed.items()},
-            next_batch=_next_batch_id(self.lake),
-        )
+        return LakeState(topic_ids=topic_ids)
 
     def _consume(self, follow: bool, should_stop: Callable[[], bool]) -> None:
+        """Consume and commit: once, every partition (taken over from any other process);
+        following, the partitions the consumer group assigns this process, taken as assigned."""
         partitions = self._partitions()
         state = self._lake_state(partitions)
         keys = [(t, p) for t, n in partitions.items() for p in range(n)]
         watch = stream.StreamWatch(
             self.settings, {t: stream.RecordedStream(state.topic_ids[t], n) for t, n in partitions.items()}
         )
-        # Only a partition the lake already holds can lose records to retention: a new stream
-        # starts where the broker's records start (a lake is not the topic's history before it).
-        resumed = {k: state.positions[k] for k in keys if k in state.positions}
-        expired = stream.expired_before_read(resumed, stream.low_watermarks(self.settings, keys))
-        for (topic, partition), gone in sorted(expired.items()):
-            log.warning(
-                "%s[%d]: offsets %d-%d expired (retention) before landing read them: %d offset(s) lost to the lake, "
-                "recorded in _batches.expired_offsets (audit.ingestion_completeness fails on them)",
-                *(topic, partition, gone.start, gone.low - 1, gone.count),
-            )
-        # From where the broker still holds records: no out-of-range fetch and reset to earliest.
-        begin = {k: expired[k].low if k in expired else state.positions.get(k, OFFSET_BEGINNING) for k in keys}
-        assignment = [TopicPartition(t, p, begin[(t, p)]) for t, p in keys]
-        consumer = kafka.consumer(self.settings, on_commit=log_failed_commit, error_cb=watch.on_error)
+        consumer = kafka.consumer(self.settings, group=follow, on_commit=log_failed_commit, error_cb=watch.on_error)
         # Positions of committed batches, for the consumer group: committed by the consuming
         # thread, which owns the consumer (a commit from another thread waits for consume()).
         committed: queue.SimpleQueue[dict[Position, int]] = queue.SimpleQueue()
+        ownership = Ownership(self.lake, state.topic_ids)
         committer = Committer(
             self.lake,
             self.routers,
             self.contracts,
             state.topic_ids,
-            state.committed,
-            state.next_batch,
+            {},  # what the tables hold and the batch ids: read and reserved as partitions are taken
+            0,
             self.stats,
             lambda batch, positions, seconds: (committed.put(positions), self.on_batch(batch, seconds)),
-            expired=expired,
+            reserve=ownership.reserve,
         )
         committer.start()
         try:
-            targets = high_watermarks(self.settings, keys)
-            consumer.assign(assignment)
             loop = ConsumeLoop(
                 consumer,
-                assignment,
-                targets,
-                {k: max(begin[k], 0) for k in keys},
+                [],
+                {},
+                {},
                 self.batch_size,
                 self.flush_interval * BATCH_WAIT_SHARE,
                 check_stream=watch if follow else lambda: None,
                 on_lag=self.on_lag,
             )
+
+            def take(taking: list[Position]) -> list[TopicPartition]:
+                taken = ownership.take(taking)
+                expired = self._expired(taken.positions)
+                committer.adopt(taken, expired)
+                # From where the broker still holds records: no out-of-range fetch and reset to earliest.
+                begin = {
+                    k: expired[k].low if k in expired else taken.positions.get(k, OFFSET_BEGINNING) for k in taking
+                }
+                loop.add_partitions(
+                    taking, {k: max(v, 0) for k, v in begin.items()}, high_watermarks(self.settings, taking)
+                )
+                return [TopicPartition(t, p, begin[(t, p)]) for t, p in taking]
+
+            def on_assign(consumer: Consumer, assigned: list[TopicPartition]) -> None:
+                if assigned:
+                    consumer.incremental_assign(take([(tp.topic, tp.partition) for tp in assigned]))
+
+            def on_revoke(consumer: Consumer, revoked: list[TopicPartition]) -> None:
+                """Commit everything consumed of the revoked partitions before they go: the next
+                owner resumes from the tables, so nothing is committed after it may have started
+                (and should this process be too late, its fenced commits are refused)."""
+                giving_up = [(tp.topic, tp.partition) for tp in revoked]
+                loop.flush(committer.submit)
+                committer.drain()
+                loop.settle(consumer, committed)
+                loop.remove_partitions(giving_up)
+                committer.release(giving_up)
+                consumer.incremental_unassign(revoked)
+
+            if follow:
+                consumer.subscribe(list(partitions), on_assign=on_assign, on_revoke=on_revoke, on_lost=on_revoke)
+            else:
+                consumer.assign(take(keys))
             loop.run(follow, should_stop, committer.submit, committed)
             committer.finish()
             committer.raise_if_failed()
@@ -227,12 +260,25 @@ class Lander:
             committer.finish()
             consumer.close()
 
+    def _expired(self, resumed: dict[Position, int]) -> dict[Position, stream.Expired]:
+        """Partitions taken whose records from their resume point on expired (retention) before
+        landing read them. Only a partition the lake already holds can lose records this way: a
+        new stream starts where the broker's records start (a lake is not the topic's history)."""
+        if not resumed:
+            return {}
+        expired = stream.expired_before_read(resumed, stream.low_watermarks(self.settings, list(resumed)))
+        for (topic, partition), gone in sorted(expired.items()):
+            log.warning(
+                "%s[%d]: offsets %d-%d expired (retention) before landing read them: %d offset(s) lost to the lake, "
+                "recorded in _batches.expired_offsets (audit.ingestion_completeness fails on them)",
+                *(topic, partition, gone.start, gone.low - 1, gone.count),
+            )
+        return expired
+
 
 def _next_batch_id(lake: Lake) -> int:
-    table = lake.read(BATCHES_TABLE, ["batch_id"])
-    if table is None or not len(table):
-        return 1
-    return int(pc.max(table["batch_id"]).as_py()) + 1
+    """Above every batch id committed or reserved: the id a key rotation starts from."""
+    return lake.last_batch_id() + 1
 
 
 def _refuse_old_layout(settings: Settings) -> None:
@@ -247,20 +293,24 @@ def _refuse_old_layout(settings: Settings) -> None:
 
 
 LOCK_FILE = "landing.lock"
+GROUP_PROPERTY = "tradelake.consumerGroup"  # the consumer group that lands the lake, on ``_batches``
 
 
 @contextlib.contextmanager
-def exclusive(settings: Settings) -> Iterator[None]:
-    """One landing process per lake: a second one would land the same offsets twice.
+def exclusive(settings: Settings, shared: bool = False) -> Iterator[None]:
+    """The home's landing lock: held shared by every landing process, exclusively by what must
+    not run while any lands (a key rotation).
 
-    The lock file names its holder (pid and command), so that whoever finds the lake taken —
-    another ``ingest``, or the Dagster lag sensor while ``tradelake run`` owns it — can say who.
+    Landing processes of one consumer group share it: which of them commits a partition is
+    decided in the lake (``ownership``), not by the lock. The lock file names its (last) holder
+    (pid and command), so that whoever finds the lake taken — a key rotation, or the Dagster lag
+    sensor while ``tradelake run`` lands — can say who.
     """
     home = settings.home
     home.mkdir(parents=True, exist_ok=True)
     with open(home / LOCK_FILE, "a+") as lock:
         try:
-            fcntl.flock(lock, fcntl.LOCK_EX | fcntl.LOCK_NB)
+            fcntl.flock(lock, (fcntl.LOCK_SH if shared else fcntl.LOCK_EX) | fcntl.LOCK_NB)
         except BlockingIOError:
             lock.seek(0)
             raise TradelakeError(f"another landing process owns {home}: {_holder(lock.read())}") from None
@@ -280,7 +330,7 @@ def landing_owner(settings: Settings) -> str | None:
         return None
     with lock:
         try:
-            fcntl.flock(lock, fcntl.LOCK_SH | fcntl.LOCK_NB)
+            fcntl.flock(lock, fcntl.LOCK_EX | fcntl.LOCK_NB)  # taken by no holder, shared or not
         except BlockingIOError:
             return _holder(lock.read())
         fcntl.flock(lock, fcntl.LOCK_UN)

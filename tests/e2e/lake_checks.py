@@ -27,6 +27,13 @@ def open_table(settings: Settings, name: str) -> DeltaTable:
     return DeltaTable(settings.lake.table_uri(name), storage_options=dict(settings.lake.storage_options) or None)
 
 
+def last_offset(table: DeltaTable, app: str) -> int | None:
+    """The last offset an app transaction records (its version's low 40 bits hold it, an ownership
+    epoch the bits above: ``version = (epoch << 40) + offset``, -1 when only fenced)."""
+    version = table.transaction_version(app)
+    return None if version is None else version - (((version + 1) >> 40) << 40)
+
+
 def read_table(settings: Settings, name: str, columns: list[str] | None = None) -> pa.Table:
     """The committed rows of a lake table."""
     return open_table(settings, name).to_pyarrow_table(columns=columns)
@@ -106,9 +113,9 @@ def assert_exactly_once(settings: Settings) -> dict[tuple[str, int], int]:
         assert len(offsets) + totals[key]["tombstones"] == committed_to, (key, len(offsets), totals[key])
         assert (len(landed), len(quarantined)) == (totals[key]["landed"], totals[key]["quarantined"]), key
         app = f"tradelake:{topic}@{topic_id}:{partition}"
-        assert tables["_batches"].transaction_version(app) == committed_to - 1, f"_batches log: {app}"
+        assert last_offset(tables["_batches"], app) == committed_to - 1, f"_batches log: {app}"
         for name, rows in ((topic, landed), ("_quarantine", quarantined)):
-            version = tables[name].transaction_version(app)
+            version = last_offset(tables[name], app)
             assert not rows or (version is not None and version >= max(rows)), f"{name} log: {app} at {version}"
 
     for (topic, partition), hw in hws.items():

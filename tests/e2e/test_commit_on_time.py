@@ -3,7 +3,6 @@ flush interval, without a next batch to push it — checked with ``deltalake`` d
 
 from __future__ import annotations
 
-import os
 import signal
 import subprocess
 import sys
@@ -31,6 +30,15 @@ def _committed_records(lake_url: str, topic: str) -> int:
     return sum(r["records"] for r in rows if r["topic"] == topic)
 
 
+def _has_taken_partitions(lake_url: str) -> bool:
+    """The consumer group has assigned the follower its partitions and it has taken them in the
+    lake (its batch-id reservation is in ``_batches``'s log): from now on it consumes."""
+    try:
+        return DeltaTable(f"{lake_url}/_batches").transaction_version("tradelake:batch-ids") is not None
+    except Exception:  # not created yet
+        return False
+
+
 def _landed_offsets(lake_url: str, topic: str) -> list[tuple[int, int]]:
     """(partition, offset) of every landed or quarantined row of ``topic``."""
     columns = ["_topic", "_partition", "_offset"]
@@ -50,7 +58,7 @@ def test_a_quiet_streams_burst_is_committed_within_the_flush_interval(lake):
     try:
         lake_url = lake.lake.url
         deadline = time.monotonic() + 60
-        while not os.path.isdir(f"{lake_url}/_batches") and time.monotonic() < deadline:
+        while not _has_taken_partitions(lake_url) and time.monotonic() < deadline:
             time.sleep(0.2)
         time.sleep(1.0)  # landing has started and is waiting on an empty topic
         assert follow.poll() is None, follow.stderr.read().decode()

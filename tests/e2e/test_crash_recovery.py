@@ -53,7 +53,7 @@ def test_sigkill_during_landing_loses_nothing_and_duplicates_nothing(lake):
     try:
         for _ in range(5):
             lander = _start_follow(lake)
-            time.sleep(rng.uniform(1.5, 4.0))  # start-up takes ~1 s; kill at a random moment after
+            time.sleep(rng.uniform(4.5, 7.0))  # start-up and the group join take ~4 s; kill at a random moment after
             if lander.poll() is not None:
                 raise AssertionError(lander.stderr.read().decode())
             lander.send_signal(signal.SIGKILL)

@@ -14,6 +14,7 @@ import pytest
 from confluent_kafka import Producer
 
 from pipelines.landing.ingest import Lander
+from pipelines.landing.ownership import BATCH_ID_BLOCK
 from pipelines.settings import Settings
 from tests.conftest import run_cli
 from tests.e2e.lake_checks import assert_exactly_once, read_table
@@ -164,10 +165,11 @@ def test_a_different_key_on_the_lake_is_refused_and_rotation_is_explicit(lake: S
 
     rotated = run_cli("pii-key", "rotate", settings=lake, env={"TRADELAKE_PII_KEY": other})
     assert rotated.returncode == 0, rotated.stderr
-    assert "from batch 2 on" in rotated.stdout and other not in rotated.stdout
+    # the first ingest reserved batch ids 1…BATCH_ID_BLOCK: the new key starts above them
+    assert f"from batch {BATCH_ID_BLOCK + 1} on" in rotated.stdout and other not in rotated.stdout
     producer.produce("marketplace.reviews", key=b"tp_0001", value=orjson.dumps(REVIEW))
     assert producer.flush(10) == 0
     assert run_cli("ingest", "--once", settings=lake, env={"TRADELAKE_PII_KEY": other}).returncode == 0
     keys = read_table(lake, "_pii_keys", ["from_batch", "reason"]).sort_by("from_batch").to_pylist()
-    assert keys == [{"from_batch": 1, "reason": "first use"}, {"from_batch": 2, "reason": "rotated"}]
+    assert keys == [{"from_batch": 1, "reason": "first use"}, {"from_batch": BATCH_ID_BLOCK + 1, "reason": "rotated"}]
     assert run_cli("ingest", "--once", settings=lake).returncode != 0, "the old key is refused now"
