@@ -8,9 +8,8 @@ from dataclasses import replace
 
 from pipelines.broker import EmbeddedBroker
 from pipelines.build import WAREHOUSE_FILE, headline
-from pipelines.catalog import TOPIC_NAMES
 from pipelines.errors import TradelakeError
-from pipelines.lake.schemas import BATCHES_TABLE, QUARANTINE_TABLE, STREAMS_TABLE
+from pipelines.lake.maintain import lake_tables
 from pipelines.lake.tables import Lake
 from pipelines.materialize import materialize_all
 from pipelines.produce import simulate
@@ -31,7 +30,7 @@ def reset_lake(settings: Settings) -> None:
         shutil.rmtree(settings.lake.url, ignore_errors=True)
     else:
         lake = Lake(settings.lake)
-        found = [name for name in (*TOPIC_NAMES, QUARANTINE_TABLE, BATCHES_TABLE, STREAMS_TABLE) if lake.exists(name)]
+        found = [name for name in lake_tables() if lake.exists(name)]
         if found:
             names = ", ".join(found[:3]) + (", …" if len(found) > 3 else "")
             raise TradelakeError(

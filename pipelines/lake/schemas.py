@@ -111,3 +111,21 @@ STREAMS_SCHEMA = pa.schema(
         ("reason", pa.string()),  # 'first seen' or 'reset: <what changed>'
     ]
 )
+
+OWNERS_TABLE = "_owners"
+
+# Who takes and gives up each partition (consumer groups, pipelines.landing.ownership): a row
+# per partition each time a landing process takes it (after fencing it in every table it lands
+# in: the epoch is the one its commits carry) and when it gives it up cleanly. A process killed
+# gives nothing up: its last 'taken' rows stay until the next owner's. Read by ``status``.
+OWNERS_SCHEMA = pa.schema(
+    [
+        ("topic", pa.string()),
+        ("topic_id", pa.string()),
+        ("partition", pa.int32()),
+        ("epoch", pa.int64()),  # the ownership epoch (lake.tables.encode_version)
+        ("owner", pa.string()),  # "<host>:<pid>" of the landing process
+        ("event", pa.string()),  # 'taken' or 'released'
+        ("changed_at", pa.timestamp("us", tz="UTC")),
+    ]
+)

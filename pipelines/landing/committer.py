@@ -168,25 +168,28 @@ class Committer(threading.Thread):
 
     # -- the consuming thread's side ------------------------------------------------------
 
-    def submit(self, buffer: RecordBuffer) -> None:
+    def submit(self, buffer: RecordBuffer, batch_id: int | None = None) -> None:
         """Hand a batch over once fewer than BATCHES_IN_FLIGHT are routed and not committed.
 
         The batch waits for a slot in the caller's thread, not in a queue: consuming is ~3x
-        faster than landing, so a queued batch would only hold memory.
+        faster than landing, so a queued batch would only hold memory. ``batch_id``: land it
+        as that batch (a previous owner's partial batch, ``Taken.partial``), not the next id.
         """
         while not self.slots.acquire(timeout=0.5):
             self.raise_if_failed()
         if self.error is not None:
             self.slots.release()
             self.raise_if_failed()
-        if self.last_batch is not None and self.next_batch > self.last_batch and self.reserve is not None:
-            self.next_batch, self.last_batch = self.reserve()
+        if batch_id is None:
+            if self.last_batch is not None and self.next_batch > self.last_batch and self.reserve is not None:
+                self.next_batch, self.last_batch = self.reserve()
+            batch_id = self.next_batch
+            self.next_batch += 1
         starts = self._starts(buffer.last_offsets)
         topics = buffer.take_topics()
         with self.settled:
             self.in_flight += 1
-        self.queue.put(_batch_pool().submit(self.route, topics, self.next_batch, starts))
-        self.next_batch += 1
+        self.queue.put(_batch_pool().submit(self.route, topics, batch_id, starts))
 
     def adopt(self, taken: Taken, expired: Mapping[Position, Expired] | None = None) -> None:
         """Partitions this process has just taken (``Ownership.take``): commit them under their
@@ -204,11 +207,12 @@ class Committer(threading.Thread):
         self.expired.update(expired or {})
         self.next_batch, self.last_batch = taken.first_batch, taken.last_batch
 
-    def release(self, keys: list[Position]) -> None:
-        """Partitions given up (after ``drain``): nothing of them is in flight any more."""
+    def release(self, keys: list[Position]) -> dict[Position, int]:
+        """Partitions given up (after ``drain``): nothing of them is in flight any more.
+        Returns the epochs they were committed under."""
         for key in keys:
-            self.epochs.pop(key, None)
             self.next_start.pop(key, None)
+        return {key: self.epochs.pop(key) for key in keys if key in self.epochs}
 
     def drain(self) -> None:
         """Wait until every batch handed over is committed (re-raising a failure)."""

@@ -241,6 +241,25 @@ class ConsumeLoop:
         self.flush(submit)
 
 
+def read_ranges(consumer: Consumer, ranges: dict[Position, tuple[int, int]], timeout: float = 60) -> RecordBuffer:
+    """The records of each partition's offset range (first, last), read by an assigned consumer
+    of its own: a previous owner's partial batch, landed again as that batch (``ownership``)."""
+    consumer.assign([TopicPartition(t, p, first) for (t, p), (first, _) in ranges.items()])
+    buffer = RecordBuffer()
+    pending = {key: last for key, (_, last) in ranges.items()}
+    deadline = time.monotonic() + timeout
+    while pending:
+        if time.monotonic() > deadline:
+            raise TradelakeError(f"could not read back {len(pending)} partition range(s) in {timeout:.0f} s")
+        messages = messages_without_errors(consumer.consume(CONSUME_CALL, timeout=0.2))
+        buffer.add([m for m in messages if m.offset() <= pending.get((m.topic(), m.partition()), -1)])
+        # the fetch position moves past offsets without a record (transaction markers) too
+        for tp in consumer.position([TopicPartition(t, p) for t, p in pending]):
+            if tp.offset > pending[(tp.topic, tp.partition)]:
+                del pending[(tp.topic, tp.partition)]
+    return buffer
+
+
 @contextmanager
 def _fewer_collections() -> Iterator[None]:
     """Run the cyclic garbage collector less often while consuming.

@@ -31,6 +31,8 @@ from pipelines.errors import TradelakeError
 from pipelines.lake.schemas import (
     BATCHES_SCHEMA,
     BATCHES_TABLE,
+    OWNERS_SCHEMA,
+    OWNERS_TABLE,
     QUARANTINE_SCHEMA,
     QUARANTINE_TABLE,
     STREAMS_SCHEMA,
@@ -40,7 +42,7 @@ from pipelines.lake.tables import Lake, Position, app_id
 from pipelines.landing import stream
 from pipelines.landing.allocators import tune_allocators
 from pipelines.landing.committer import Committer, RoutedBatch
-from pipelines.landing.consumer import ConsumeLoop, commit_group_offsets, log_failed_commit
+from pipelines.landing.consumer import ConsumeLoop, commit_group_offsets, log_failed_commit, read_ranges
 from pipelines.landing.ownership import Ownership
 from pipelines.landing.router import TopicRouter
 from pipelines.landing.stats import IngestStats
@@ -115,6 +117,7 @@ class Lander:
         self.lake.ensure(QUARANTINE_TABLE, QUARANTINE_SCHEMA)
         self.lake.ensure(BATCHES_TABLE, BATCHES_SCHEMA)
         self.lake.ensure(STREAMS_TABLE, STREAMS_SCHEMA)
+        self.lake.ensure(OWNERS_TABLE, OWNERS_SCHEMA)
 
     def _claim_group(self) -> None:
         """Refuse a lake landed by another consumer group; record this one at the lake's first landing.
@@ -224,6 +227,7 @@ class Lander:
                 begin = {
                     k: expired[k].low if k in expired else taken.positions.get(k, OFFSET_BEGINNING) for k in taking
                 }
+                begin.update(self._land_partial(committer, taken.partial, begin))
                 loop.add_partitions(
                     taking, {k: max(v, 0) for k, v in begin.items()}, high_watermarks(self.settings, taking)
                 )
@@ -231,7 +235,9 @@ class Lander:
 
             def on_assign(consumer: Consumer, assigned: list[TopicPartition]) -> None:
                 if assigned:
-                    consumer.incremental_assign(take([(tp.topic, tp.partition) for tp in assigned]))
+                    starts = take([(tp.topic, tp.partition) for tp in assigned])
+                    consumer.incremental_assign(starts)
+                    log.info("assigned %s", _partition_list(starts))
 
             def on_revoke(consumer: Consumer, revoked: list[TopicPartition]) -> None:
                 """Commit everything consumed of the revoked partitions before they go: the next
@@ -242,8 +248,9 @@ class Lander:
                 committer.drain()
                 loop.settle(consumer, committed)
                 loop.remove_partitions(giving_up)
-                committer.release(giving_up)
+                ownership.release(committer.release(giving_up))
                 consumer.incremental_unassign(revoked)
+                log.info("revoked %s", _partition_list(revoked))
 
             if follow:
                 consumer.subscribe(list(partitions), on_assign=on_assign, on_revoke=on_revoke, on_lost=on_revoke)
@@ -252,6 +259,8 @@ class Lander:
             loop.run(follow, should_stop, committer.submit, committed)
             committer.finish()
             committer.raise_if_failed()
+            if not follow:
+                ownership.release(committer.release(keys))
             while not committed.empty():
                 loop.landed.update(committed.get_nowait())
             commit_group_offsets(consumer, loop.landed, asynchronous=False)
@@ -259,6 +268,25 @@ class Lander:
         finally:
             committer.finish()
             consumer.close()
+
+    def _land_partial(
+        self, committer: Committer, partial: dict[Position, tuple[int, int]], begin: dict[Position, int]
+    ) -> dict[Position, int]:
+        """Land again, as the same batches, what a previous owner committed to some tables but not
+        to ``_batches`` (``Taken.partial``); returns where consuming those partitions goes on."""
+        batches: dict[int, dict[Position, tuple[int, int]]] = {}
+        for key, (batch_id, last) in partial.items():
+            batches.setdefault(batch_id, {})[key] = (max(begin[key], 0), last)
+        if not batches:
+            return {}
+        reader = kafka.consumer(self.settings)
+        try:
+            for batch_id, ranges in sorted(batches.items()):
+                log.info("landing batch %d again (committed in part by a previous owner): %s", batch_id, ranges)
+                committer.submit(read_ranges(reader, ranges), batch_id=batch_id)
+        finally:
+            reader.close()
+        return {key: last + 1 for key, (_, last) in partial.items()}
 
     def _expired(self, resumed: dict[Position, int]) -> dict[Position, stream.Expired]:
         """Partitions taken whose records from their resume point on expired (retention) before
@@ -274,6 +302,11 @@ class Lander:
                 *(topic, partition, gone.start, gone.low - 1, gone.count),
             )
         return expired
+
+
+def _partition_list(partitions: list[TopicPartition]) -> str:
+    """``fleet.gps[0]@548, …`` (the offset when one is set): what a rebalance moved, for the log."""
+    return ", ".join(f"{tp.topic}[{tp.partition}]" + (f"@{tp.offset}" if tp.offset >= 0 else "") for tp in partitions)
 
 
 def _next_batch_id(lake: Lake) -> int:

@@ -96,8 +96,14 @@ def topic_identities(settings: Settings, topics: list[str], timeout: float = 10.
     found = {}
     for name, future in futures.items():
         # exception(), not a raising result(): a raised error's traceback would hold this
-        # frame, and with it the client and its connection, until the next garbage collection
-        error = future.exception()
+        # frame, and with it the client and its connection, until the next garbage collection.
+        # Bounded: a describe was seen never to complete (a follower resumed after SIGSTOP, on
+        # the embedded broker), past its request timeout; the caller retries with a new client.
+        try:
+            error = future.exception(timeout=timeout + 5)
+        except TimeoutError:
+            where = kafka.bootstrap_servers(settings)
+            raise TradelakeError(f"cannot describe topic {name} at {where}: no answer in {timeout + 5:.0f} s") from None
         if isinstance(error, KafkaException) and error.args[0].code() == KafkaError.UNKNOWN_TOPIC_OR_PART:
             continue
         if isinstance(error, KafkaException):

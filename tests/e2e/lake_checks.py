@@ -11,6 +11,7 @@ from collections import Counter, defaultdict
 
 import pyarrow as pa
 from deltalake import DeltaTable
+from deltalake.exceptions import TableNotFoundError
 
 from pipelines import kafka
 from pipelines.catalog import TOPIC_NAMES
@@ -25,6 +26,15 @@ Key = tuple[str, str, int]  # (topic, topic id, partition): one partition of one
 def open_table(settings: Settings, name: str) -> DeltaTable:
     """A lake table at its latest committed version, opened with deltalake."""
     return DeltaTable(settings.lake.table_uri(name), storage_options=dict(settings.lake.storage_options) or None)
+
+
+def has_table(settings: Settings, name: str) -> bool:
+    """Whether the lake table exists yet (a Delta log is there)."""
+    try:
+        open_table(settings, name)
+    except TableNotFoundError:
+        return False
+    return True
 
 
 def last_offset(table: DeltaTable, app: str) -> int | None:
@@ -80,6 +90,11 @@ def assert_exactly_once(settings: Settings) -> dict[tuple[str, int], int]:
         assert ids, f"a row of batch {row['_batch_id']} of {row['_topic']}, which no _batches row covers"
         return row["_topic"], ids[-1], row["_partition"]
 
+    # each row's batch has its _batches row for the row's partition, whose range holds the row
+    # (the audit mart counts rows through their batch), also after a kill between a batch's commits
+    spans_of_batch = {
+        (b["batch_id"], b["topic"], b["partition"]): (b["first_offset"], b["last_offset"]) for b in batches
+    }
     held: dict[str, dict[Key, list[int]]] = {}
     for name in (*TOPIC_NAMES, "_quarantine"):
         rows = tables[name].to_pyarrow_table(columns=LINEAGE).to_pylist()
@@ -87,6 +102,8 @@ def assert_exactly_once(settings: Settings) -> dict[tuple[str, int], int]:
         held[name] = defaultdict(list)
         for r in rows:
             held[name][stream_of(r)].append(r["_offset"])
+            first, last = spans_of_batch.get((r["_batch_id"], r["_topic"], r["_partition"]), (0, -1))
+            assert first <= r["_offset"] <= last, f"{name}: a row outside its batch's _batches row: {r}"
 
     ranges: dict[Key, list[tuple[int, int, int]]] = defaultdict(list)
     totals: dict[Key, Counter] = defaultdict(Counter)

@@ -7,19 +7,24 @@ processes killed and paused; the lake is checked with ``deltalake`` directly
 
 from __future__ import annotations
 
+import re
 import signal
+import socket
 import subprocess
 import sys
 import time
 from collections import defaultdict
+from pathlib import Path
 
 import pytest
+from confluent_kafka.admin import NewTopic
 
 from pipelines import kafka
-from pipelines.catalog import TOPIC_NAMES
+from pipelines.catalog import TOPIC_NAMES, TOPICS
 from pipelines.settings import Settings
+from pipelines.status import partition_status
 from pipelines.watermarks import high_watermarks
-from tests.conftest import cli_env, run_cli
+from tests.conftest import TEST_PII_KEY, cli_env, run_cli
 from tests.e2e.lake_checks import assert_exactly_once, open_table, read_table
 
 pytestmark = pytest.mark.e2e
@@ -29,25 +34,98 @@ def _env(lake: Settings, group: str = "tradelake-landing") -> dict[str, str]:
     return cli_env(lake) | {"TRADELAKE_CONSUMER_GROUP": group}
 
 
-def _follow(env: dict[str, str], *args: str) -> subprocess.Popen:
-    return subprocess.Popen(
-        [sys.executable, "-m", "pipelines.cli", "ingest", "--follow", "-q", *args],
-        env=env,
-        stdout=subprocess.DEVNULL,
-        stderr=subprocess.PIPE,
-        text=True,
-    )
+@pytest.fixture(params=["local", "s3"])
+def shared(request: pytest.FixtureRequest, tmp_path: Path, broker) -> tuple[Settings, dict[str, str]]:
+    """A lake the group's processes share — on disk, or on the loopback S3 server (commits by
+    conditional put) — and the environment its processes run in; the topics have 6 partitions
+    (GPS 12; CDC keeps one), twice the catalog's."""
+    s3 = request.getfixturevalue("s3_env") if request.param == "s3" else {}
+    env = {"TRADELAKE_PII_KEY": TEST_PII_KEY, **s3}
+    lake = Settings.load(env=env, home=str(tmp_path / "home"), bootstrap_servers=broker.bootstrap_servers)
+    wide = [NewTopic(t.name, 1 if t.is_cdc else 2 * t.partitions, 1) for t in TOPICS]
+    client = kafka.admin(lake)  # kept alive until the topics exist
+    for future in client.create_topics(wide).values():
+        future.result()
+    return lake, _env(lake) | s3
 
 
-def _produce(lake: Settings, events: int, seed: int, rate: int | None = None) -> subprocess.Popen:
+# A follower that dumps its threads' stacks on SIGUSR1 (for a stall's report).
+FOLLOWER = (
+    "import faulthandler, signal, sys; faulthandler.register(signal.SIGUSR1, all_threads=True); "
+    "from pipelines.cli import main; sys.exit(main())"
+)
+
+
+class Follower:
+    """An ``ingest --follow`` process logging to a file (a pipe nobody reads would fill and block it)."""
+
+    count = 0
+
+    def __init__(self, env: dict[str, str], logs: Path, *args: str) -> None:
+        Follower.count += 1
+        self.log = logs / f"follower-{Follower.count}.log"
+        with open(self.log, "w") as out:
+            self.process = subprocess.Popen(
+                [sys.executable, "-c", FOLLOWER, "ingest", "--follow", *args], env=env, stdout=out, stderr=out
+            )
+        self.pid = self.process.pid
+
+    def owned(self) -> set[tuple[str, int]]:
+        """The partitions it holds now, by its log's ``assigned``/``revoked`` lines."""
+        held: set[tuple[str, int]] = set()
+        for line in self.log.read_text().splitlines():
+            words = line.split(" ", 2)
+            if len(words) == 3 and words[1] in ("assigned", "revoked"):
+                moved = {(t, int(p)) for t, p in PARTITION.findall(words[2])}
+                held = held | moved if words[1] == "assigned" else held - moved
+        return held
+
+    def report(self) -> str:
+        return f"--- follower pid {self.pid} (exit {self.process.poll()}):\n" + self.log.read_text()[-6000:]
+
+
+PARTITION = re.compile(r"([\w.]+)\[(\d+)\]")
+
+
+def _wait_settled(lake: Settings, followers: list[Follower], everyone: list[Follower], timeout: float = 90) -> None:
+    """Until the live followers hold every partition, each once, each some, unchanged for 3 s.
+
+    Between membership changes: Tansu 0.6 may never settle a group that two members leave at
+    once, or that a member joins and leaves while it rebalances (docs/decisions.md); Kafka does.
+    """
+    partitions = set(_partitions(lake))
+    deadline, since, last = time.monotonic() + timeout, time.monotonic(), None
+    while True:
+        held = [f.owned() for f in followers]
+        state = sorted(map(sorted, held))
+        if state != last:
+            since, last = time.monotonic(), state
+        each_once = set().union(*held) == partitions and sum(map(len, held)) == len(partitions)
+        if each_once and all(held) and time.monotonic() - since >= 3:
+            return
+        assert time.monotonic() < deadline, f"the group did not settle\n{_report(everyone)}"
+        time.sleep(0.5)
+
+
+def _report(followers: list[Follower]) -> str:
+    """Every follower's log, with the live ones' stacks."""
+    for f in followers:
+        if f.process.poll() is None:
+            f.process.send_signal(signal.SIGUSR1)
+    time.sleep(1)
+    return "\n".join(f.report() for f in followers)
+
+
+def _produce(lake: Settings, logs: Path, events: int, seed: int, rate: int | None = None) -> subprocess.Popen:
     paced = ["--rate", str(rate)] if rate else []
-    return subprocess.Popen(
-        [sys.executable, "-m", "pipelines.cli", "simulate", "--events", str(events), "--seed", str(seed), "-q", *paced],
-        env=cli_env(lake),
-        stdout=subprocess.DEVNULL,
-        stderr=subprocess.PIPE,
-        text=True,
-    )
+    command = [sys.executable, "-m", "pipelines.cli", "simulate", "-q", "--events", str(events), "--seed", str(seed)]
+    with open(logs / "simulate.log", "w") as out:
+        return subprocess.Popen(
+            [*command, *paced],
+            env=cli_env(lake),
+            stdout=out,
+            stderr=out,
+        )
 
 
 def _partitions(lake: Settings) -> list[tuple[str, int]]:
@@ -64,26 +142,27 @@ def _landed_to(lake: Settings) -> dict[tuple[str, int], int]:
     return ends
 
 
-def _wait_caught_up(lake: Settings, processes: list[subprocess.Popen], timeout: float) -> None:
-    """Until the lake has committed every partition up to its high watermark."""
+def _wait_caught_up(lake: Settings, followers: list[Follower], timeout: float, everyone: list[Follower]) -> None:
+    """Until the lake has committed every partition up to its high watermark (``everyone``: the
+    followers whose logs a failure reports)."""
     hws = high_watermarks(lake, _partitions(lake))
     deadline = time.monotonic() + timeout
     while True:
-        for p in processes:
-            assert p.poll() is None, p.stderr.read()
+        for f in followers:
+            assert f.process.poll() is None, _report(everyone)
         landed = _landed_to(lake)
         behind = {k: (landed.get(k, 0), hw) for k, hw in hws.items() if landed.get(k, 0) < hw}
         if not behind:
             return
-        assert time.monotonic() < deadline, f"not caught up: {sorted(behind.items())[:3]}"
+        assert time.monotonic() < deadline, f"not caught up: {sorted(behind.items())}\n{_report(everyone)}"
         time.sleep(1)
 
 
-def _stop(processes: list[subprocess.Popen]) -> None:
-    for p in processes:
-        p.send_signal(signal.SIGTERM)
-    for p in processes:
-        assert p.wait(timeout=60) == 0, p.stderr.read()
+def _stop(followers: list[Follower], everyone: list[Follower]) -> None:
+    for f in followers:
+        f.process.send_signal(signal.SIGTERM)
+    for f in followers:
+        assert f.process.wait(timeout=60) == 0, _report(everyone)
 
 
 def _assert_batch_ids_rise_per_partition(lake: Settings) -> None:
@@ -102,30 +181,38 @@ def _assert_batch_ids_rise_per_partition(lake: Settings) -> None:
     assert not shared, f"batch ids used by two batches: {shared[:5]}"
 
 
-def test_processes_share_partitions_through_kills_and_scaling_exactly_once(lake):
+def test_processes_share_partitions_through_kills_and_scaling_exactly_once(shared, tmp_path):
     """Three processes, one killed mid-batch, a fourth started, down to one, back up to two —
-    all while records are produced (16 s at 4,000 records/s)."""
-    env = _env(lake)
+    all while records are produced (40 s at 3,000 records/s); each step once the group has settled."""
+    lake, env = shared
     args = ("--batch-size", "2000", "--flush-interval", "2")
-    processes = [_follow(env, *args) for _ in range(3)]
-    first_three = {p.pid for p in processes}
-    time.sleep(8)  # the group forms (Tansu's first join takes half the session timeout)
-    producer = _produce(lake, 64_000, 7, rate=4_000)
+    followers = [Follower(env, tmp_path, *args) for _ in range(3)]
+    everyone = list(followers)
+    first_three = {f.pid for f in followers}
+    _wait_settled(lake, followers, everyone)  # (Tansu's first join takes half the session timeout)
+    producer = _produce(lake, tmp_path, 120_000, 7, rate=3_000)
     try:
-        time.sleep(4)
-        victim = processes.pop(1)
-        victim.send_signal(signal.SIGKILL)
-        victim.wait()
-        processes.append(_follow(env, *args))
-        time.sleep(4)
-        _stop(processes[1:])  # scale down to one: the leavers commit what they hold, then go
-        processes = processes[:1]
         time.sleep(3)
-        processes.append(_follow(env, *args))  # and back up to two
+        victim = followers.pop(1)
+        victim.process.send_signal(signal.SIGKILL)  # mid-batch: batches close every 1.2 s
+        victim.process.wait()
+        followers.append(Follower(env, tmp_path, *args))
+        everyone.append(followers[-1])
+        _wait_settled(lake, followers, everyone)  # the victim's partitions moved (after its session timed out)
+        while len(followers) > 1:  # scale down to one, a process at a time: each commits what it holds, then goes
+            _stop([followers.pop()], everyone)
+            _wait_settled(lake, followers, everyone)
+        followers.append(Follower(env, tmp_path, *args))  # and back up to two
+        everyone.append(followers[-1])
+        _wait_settled(lake, followers, everyone)
     finally:
-        assert producer.wait(timeout=300) == 0, producer.stderr.read()
-    _wait_caught_up(lake, processes, timeout=120)
-    _stop(processes)
+        assert producer.wait(timeout=300) == 0, (tmp_path / "simulate.log").read_text()
+    _wait_caught_up(lake, followers, 120, everyone)
+    # `status` names each partition's owner: the process whose log says it holds it
+    holders = {key: f"{socket.gethostname()}:{f.pid}" for f in followers for key in f.owned()}
+    assert {(r.topic, r.partition): r.owner for r in partition_status(lake)} == holders
+    _stop(followers, everyone)
+    assert {r.owner for r in partition_status(lake)} == {None}, "a clean stop gives every partition up"
     assert_exactly_once(lake)
     _assert_batch_ids_rise_per_partition(lake)
     # Each take of partitions is a fence commit naming its process ("host:pid") in the table's history.
@@ -137,27 +224,27 @@ def test_processes_share_partitions_through_kills_and_scaling_exactly_once(lake)
     assert first_three <= takers, f"not all three first processes took partitions: {first_three - takers}"
 
 
-def test_a_paused_process_commits_nothing_after_its_partitions_moved(lake):
-    env = _env(lake)
+def test_a_paused_process_commits_nothing_after_its_partitions_moved(shared, tmp_path):
+    lake, env = shared
     # The zombie holds what it consumes for 12 s before its batch closes (flush interval 20 s).
-    zombie = _follow(env, "--flush-interval", "20")
+    zombie = Follower(env, tmp_path, "-q", "--flush-interval", "20")
     time.sleep(8)
-    producer = _produce(lake, 5_000, 3)
-    assert producer.wait(timeout=120) == 0, producer.stderr.read()
+    producer = _produce(lake, tmp_path, 5_000, 3)
+    assert producer.wait(timeout=120) == 0, (tmp_path / "simulate.log").read_text()
     time.sleep(2)  # consumed, not committed
     assert len(read_table(lake, "_batches", ["batch_id"])) == 0, "the zombie committed before it was paused"
-    zombie.send_signal(signal.SIGSTOP)
+    zombie.process.send_signal(signal.SIGSTOP)
     try:
-        owner = _follow(env, "--flush-interval", "2")
-        _wait_caught_up(lake, [owner], timeout=90)  # past the zombie's session timeout: all moved
+        owner = Follower(env, tmp_path, "-q", "--flush-interval", "2")
+        _wait_caught_up(lake, [owner], 90, [owner])  # past the zombie's session timeout: all moved
         versions = {t: open_table(lake, t).version() for t in ("_batches", "_quarantine", *TOPIC_NAMES)}
     finally:
-        zombie.send_signal(signal.SIGCONT)
-    assert zombie.wait(timeout=60) != 0
-    error = zombie.stderr.read().strip().splitlines()
-    assert len(error) == 1 and error[0].startswith("tradelake: error: refusing to commit"), error
+        zombie.process.send_signal(signal.SIGCONT)
+    assert zombie.process.wait(timeout=60) != 0
+    lines = zombie.log.read_text().strip().splitlines()
+    assert len(lines) == 1 and lines[0].startswith("tradelake: error: refusing to commit"), lines
     assert {t: open_table(lake, t).version() for t in versions} == versions, "the zombie committed"
-    _stop([owner])
+    _stop([owner], [zombie, owner])
     assert_exactly_once(lake)
     _assert_batch_ids_rise_per_partition(lake)
 

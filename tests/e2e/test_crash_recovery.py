@@ -10,7 +10,7 @@ import sys
 import time
 
 from tests.conftest import TEST_PII_KEY, run_cli
-from tests.e2e.lake_checks import assert_exactly_once, read_table
+from tests.e2e.lake_checks import assert_exactly_once, has_table, open_table, read_table
 
 
 def _start_follow(lake) -> subprocess.Popen:
@@ -26,6 +26,19 @@ def _start_follow(lake) -> subprocess.Popen:
         stdout=subprocess.DEVNULL,
         stderr=subprocess.PIPE,
     )
+
+
+def _wait_until_it_took_partitions(lake, lander: subprocess.Popen, timeout: float = 60) -> None:
+    """Until ``_owners`` records the lander's take of its partitions."""
+    deadline = time.monotonic() + timeout
+    while True:
+        if lander.poll() is not None:
+            raise AssertionError(lander.stderr.read().decode())
+        owners = open_table(lake, "_owners").to_pyarrow_table(columns=["owner"]) if has_table(lake, "_owners") else None
+        if owners is not None and any(o.endswith(f":{lander.pid}") for o in owners["owner"].to_pylist()):
+            return
+        assert time.monotonic() < deadline, "the lander took no partition"
+        time.sleep(0.2)
 
 
 def test_sigkill_during_landing_loses_nothing_and_duplicates_nothing(lake):
@@ -53,7 +66,8 @@ def test_sigkill_during_landing_loses_nothing_and_duplicates_nothing(lake):
     try:
         for _ in range(5):
             lander = _start_follow(lake)
-            time.sleep(rng.uniform(4.5, 7.0))  # start-up and the group join take ~4 s; kill at a random moment after
+            _wait_until_it_took_partitions(lake, lander)  # start-up and the group join: ~4 s, more on a busy machine
+            time.sleep(rng.uniform(0.5, 3.0))  # then a kill at a random moment of landing
             if lander.poll() is not None:
                 raise AssertionError(lander.stderr.read().decode())
             lander.send_signal(signal.SIGKILL)

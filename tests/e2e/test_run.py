@@ -24,6 +24,7 @@ from pipelines import kafka
 from pipelines.broker import free_port, port_open
 from pipelines.record import dagster_instance
 from pipelines.settings import Settings
+from pipelines.status import partition_status
 from tests.conftest import TEST_PII_KEY, cli_env, run_cli
 
 pytestmark = pytest.mark.e2e
@@ -249,11 +250,28 @@ def test_the_lag_sensor_skips_with_its_reason_while_a_runner_owns_the_lake(lake)
         text=True,
     )
     try:
-        _wait(lambda: lake.lake.url and os.path.isdir(f"{lake.lake.url}/_batches"), 60, "the runner started", runner)
-        assert run_cli("simulate", "--events", "1500", "-q", settings=lake).returncode == 0
+        me = f"{socket.gethostname()}:{runner.pid}"
+        _wait(
+            lambda: (
+                lake.lake.url
+                and os.path.isdir(f"{lake.lake.url}/_owners")
+                and {r.owner for r in partition_status(lake)} == {me}
+            ),
+            60,
+            "the runner took every partition (status shows it as their owner)",
+            runner,
+        )
         with lake_environment(lake), dg.instance_for_test() as instance:
             defs = code_location()
             sensor = defs.resolve_sensor_def(LAG_SENSOR)
+            runner.send_signal(signal.SIGSTOP)  # lag, held still for one tick: the sensor names its owner
+            try:
+                assert run_cli("simulate", "--events", "1500", "-q", settings=lake).returncode == 0
+                tick = sensor(dg.build_sensor_context(instance=instance, definitions=defs, resources=defs.resources))
+            finally:
+                runner.send_signal(signal.SIGCONT)
+            assert isinstance(tick, dg.SkipReason) and "owns landing" in tick.skip_message, tick
+            assert "lag per partition (owner): " in tick.skip_message and f"({me})" in tick.skip_message, tick
             for _ in range(3):  # whatever the lag at the tick, while the runner lands: a skip, never a run
                 tick = sensor(dg.build_sensor_context(instance=instance, definitions=defs, resources=defs.resources))
                 assert isinstance(tick, dg.SkipReason), tick

@@ -14,7 +14,7 @@ from pipelines.defs.resources import TradelakeResource
 from pipelines.errors import TradelakeError
 from pipelines.landing.ingest import landing_owner
 from pipelines.settings import env_number
-from pipelines.status import PartitionStatus, partition_status
+from pipelines.status import PartitionStatus, describe_lag, partition_status
 
 LAG_SENSOR = "landing_lag_sensor"
 INTERVAL_VARIABLE = "TRADELAKE_SENSOR_INTERVAL"
@@ -57,13 +57,16 @@ def build_lag_sensor(minimum_interval_seconds: int = DEFAULT_SENSOR_INTERVAL) ->
     ) -> dg.RunRequest | dg.SkipReason:
         settings = tradelake.settings()
         owner = landing_owner(settings)
-        if owner is not None:  # `tradelake run` or `ingest --follow` lands (and the runner builds) already
-            return dg.SkipReason(f"{owner} owns landing of this lake: it lands continuously, no micro-batch needed")
         try:
             rows = partition_status(settings)
         except TradelakeError as e:
             return dg.SkipReason(f"cannot read the topics' lag: {e}")
         lag = lag_by_topic(rows)
+        if owner is not None:  # `tradelake run` or `ingest --follow` lands (and the runner builds) already
+            behind = f"; lag per partition (owner): {describe_lag(rows)}" if lag else "; no lag"
+            return dg.SkipReason(
+                f"{owner} owns landing of this lake: it lands continuously, no micro-batch needed{behind}"
+            )
         if not lag:
             return dg.SkipReason("no lag: every topic is landed up to its high watermark")
         active = context.instance.get_run_records(
@@ -75,8 +78,7 @@ def build_lag_sensor(minimum_interval_seconds: int = DEFAULT_SENSOR_INTERVAL) ->
             )
         roots = [topic_key(t) for t in sorted(lag)] + [BATCHES_KEY, QUARANTINE_KEY]
         selected = dg.AssetSelection.assets(*roots).downstream().resolve(context.repository_def.asset_graph)
-        summary = ", ".join(f"{t} {n:,}" for t, n in sorted(lag.items()))
-        context.log.info(f"lag: {summary}")
+        context.log.info(f"lag per partition (owner): {describe_lag(rows)}")
         return dg.RunRequest(
             run_key=_run_key(rows),
             asset_selection=sorted(selected),
