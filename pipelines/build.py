@@ -31,7 +31,7 @@ import pyarrow.compute as pc
 
 from pipelines.catalog import RECONCILIATION_BREAKS
 from pipelines.errors import TradelakeError
-from pipelines.lake.schemas import BATCHES_TABLE, STREAMS_TABLE
+from pipelines.lake.schemas import BATCHES_TABLE, PUBLISHED_SCHEMA, PUBLISHED_TABLE, STREAMS_TABLE
 from pipelines.lake.tables import Lake
 from pipelines.settings import Settings
 from pipelines.warehouse import BUILD_WAIT_SECONDS, Reader, building, building_path
@@ -256,6 +256,12 @@ def _covered(batches: pa.Table | None, topic: str, batch_id: int, partition: int
     return len(found) > 0
 
 
+def ensure_published_table(settings: Settings) -> None:
+    """Create the lake's ``_published`` table when no publish has yet: the ops change models read
+    it (what was already published) from the first build on."""
+    Lake(settings.lake).ensure(PUBLISHED_TABLE, PUBLISHED_SCHEMA)
+
+
 def build(
     settings: Settings, select: str | None = None, full_refresh: bool = False, wait: float = BUILD_WAIT_SECONDS
 ) -> BuildResult:
@@ -263,6 +269,7 @@ def build(
     published if it succeeds. Waits up to ``wait`` seconds for a build in progress."""
     if not Lake(settings.lake).exists(BATCHES_TABLE):
         raise TradelakeError(f"nothing has landed in {settings.lake.url} yet: run 'tradelake ingest' first")
+    ensure_published_table(settings)
     started = time.monotonic()
     with building(settings, wait) as warehouse:
         if not full_refresh and lake_replaced(settings, warehouse):

@@ -32,8 +32,8 @@ from pipelines.errors import TradelakeError
 from pipelines.settings import Settings
 
 REPO = Path(__file__).resolve().parents[2]
-DBT_GROUPS = {"staging", "intermediate", "dimensions", "pricing", "rankings", "finance", "audit"}
-MART_GROUPS = {"pricing", "rankings", "finance", "audit"}
+DBT_GROUPS = {"staging", "intermediate", "dimensions", "pricing", "rankings", "finance", "audit", "operations"}
+MART_GROUPS = {"pricing", "rankings", "finance", "audit", "operations"}
 DOMAINS = {"landing", "contracts", "dbt", "automation", "maintenance"}
 
 
