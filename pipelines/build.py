@@ -361,4 +361,26 @@ def headline(settings: Settings) -> str:
                     f"  {trade:<12} {jobs:>4} jobs {bids:>4} bids  median {_money(median, currency)}"
                     f"  (p25 {_money(p25, currency)}, p75 {_money(p75, currency)})"
                 )
+        lines += operations_lines(con)
     return "\n".join(lines)
+
+
+def operations_lines(con: duckdb.DuckDBPyConnection) -> list[str]:
+    """The live counts of the ops marts: jobs by state, trucks on the way and late, events published."""
+    by_state = con.execute(
+        "select state, count(*) from ops.job_status group by state, state_rank order by state_rank"
+    ).fetchall()
+    on_way, late = con.execute(
+        "select count(*) filter (where appointment_id is not null and arrived_at is null),"
+        " count(*) filter (where running_late and arrived_at is null) from ops.truck_positions"
+    ).fetchone()
+    published = con.execute(
+        "select topic, count(*) from staging.stg_lake__published group by topic order by topic"
+    ).fetchall()
+    total = sum(n for _, n in published)
+    return [
+        f"operations: {sum(n for _, n in by_state):,} jobs — " + ", ".join(f"{s} {n:,}" for s, n in by_state),
+        f"  trucks on the way: {on_way:,}, running late: {late:,}",
+        f"  derived events published: {total:,}"
+        + (" (" + ", ".join(f"{t} {n:,}" for t, n in published) + ")" if published else ""),
+    ]
