@@ -45,6 +45,7 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any
 
+import duckdb
 import pyarrow as pa
 from confluent_kafka import KafkaError, KafkaException, Producer, TopicPartition
 from confluent_kafka.admin import NewTopic
@@ -322,10 +323,13 @@ def _next_run(lake: Lake) -> int:
 def pending_changes(settings: Settings) -> dict[str, list[dict[str, Any]]]:
     """Each topic's change rows in the published warehouse (one snapshot for the three)."""
     with Reader.of(settings).snapshot() as con:
-        return {
-            topic: con.execute(f"select * from {model} order by entity_id").fetch_arrow_table().to_pylist()
-            for topic, (model, _) in CHANGES.items()
-        }
+        try:
+            return {
+                topic: con.execute(f"select * from {model} order by entity_id").fetch_arrow_table().to_pylist()
+                for topic, (model, _) in CHANGES.items()
+            }
+        except duckdb.CatalogException:
+            raise TradelakeError("the published warehouse has no ops marts yet: run 'tradelake build' first") from None
 
 
 def _transactional_producer(settings: Settings) -> Producer:
@@ -340,6 +344,9 @@ def _transactional_producer(settings: Settings) -> Producer:
 def publish(settings: Settings) -> PublishResult:
     """Publish every pending change once (see the module docstring for why it is exactly once)."""
     with _publish_lock(settings):
+        # read first (a missing warehouse is one line); rows the lake already has are skipped below,
+        # against what it records after recovery
+        pending = pending_changes(settings)
         ensure_topics(settings)
         ensure_published_table(settings)
         lake = Lake(settings.lake)
@@ -350,7 +357,7 @@ def publish(settings: Settings) -> PublishResult:
         seqs = _recorded_seqs(lake)
         detected_at = datetime.now(UTC)
         batch: list[tuple[str, str, dict[str, Any]]] = []
-        for topic, rows in pending_changes(settings).items():
+        for topic, rows in pending.items():
             events = []
             for row in rows:
                 if int(row["seq"]) <= seqs.get((topic, str(row["entity_id"])), 0):
