@@ -48,11 +48,11 @@ milestones as (
             min(event_time) filter (where state = '{{ state }}') as {{ state }}_at,
         {% endfor %}
         min_by(customer_id, event_time) filter (where customer_id is not null) as any_customer_id,
-        -- the tradesperson hired (accepted offer), else the one who completed or visited
+        -- the tradesperson hired (accepted offer), else the one who completed it, else the appointment's
         coalesce(
             min_by(tradesperson_id, event_time) filter (where event_type = 'offer.accepted'),
             min_by(tradesperson_id, event_time) filter (where event_type = 'job.completed'),
-            min_by(tradesperson_id, event_time) filter (where event_type = 'appointment.started')
+            min_by(tradesperson_id, event_time) filter (where topic = 'marketplace.appointments')
         ) as tradesperson_id,
         sum(amount_cents) filter (where event_type = 'invoice.issued') as invoiced_cents,
         sum(amount_cents) filter (where event_type = 'payment.captured') as captured_cents,
