@@ -31,7 +31,7 @@ import pyarrow.compute as pc
 
 from pipelines.catalog import RECONCILIATION_BREAKS
 from pipelines.errors import TradelakeError
-from pipelines.lake.schemas import BATCHES_TABLE, STREAMS_TABLE
+from pipelines.lake.schemas import BATCHES_TABLE, PUBLISHED_SCHEMA, PUBLISHED_TABLE, STREAMS_TABLE
 from pipelines.lake.tables import Lake
 from pipelines.settings import Settings
 from pipelines.warehouse import BUILD_WAIT_SECONDS, Reader, building, building_path
@@ -256,6 +256,12 @@ def _covered(batches: pa.Table | None, topic: str, batch_id: int, partition: int
     return len(found) > 0
 
 
+def ensure_published_table(settings: Settings) -> None:
+    """Create the lake's ``_published`` table when no publish has yet: the ops change models read
+    it (what was already published) from the first build on."""
+    Lake(settings.lake).ensure(PUBLISHED_TABLE, PUBLISHED_SCHEMA)
+
+
 def build(
     settings: Settings, select: str | None = None, full_refresh: bool = False, wait: float = BUILD_WAIT_SECONDS
 ) -> BuildResult:
@@ -263,6 +269,7 @@ def build(
     published if it succeeds. Waits up to ``wait`` seconds for a build in progress."""
     if not Lake(settings.lake).exists(BATCHES_TABLE):
         raise TradelakeError(f"nothing has landed in {settings.lake.url} yet: run 'tradelake ingest' first")
+    ensure_published_table(settings)
     started = time.monotonic()
     with building(settings, wait) as warehouse:
         if not full_refresh and lake_replaced(settings, warehouse):
@@ -354,4 +361,26 @@ def headline(settings: Settings) -> str:
                     f"  {trade:<12} {jobs:>4} jobs {bids:>4} bids  median {_money(median, currency)}"
                     f"  (p25 {_money(p25, currency)}, p75 {_money(p75, currency)})"
                 )
+        lines += operations_lines(con)
     return "\n".join(lines)
+
+
+def operations_lines(con: duckdb.DuckDBPyConnection) -> list[str]:
+    """The live counts of the ops marts: jobs by state, trucks on the way and late, events published."""
+    by_state = con.execute(
+        "select state, count(*) from ops.job_status group by state, state_rank order by state_rank"
+    ).fetchall()
+    on_way, late = con.execute(
+        "select count(*) filter (where appointment_id is not null and arrived_at is null),"
+        " count(*) filter (where running_late and arrived_at is null) from ops.truck_positions"
+    ).fetchone()
+    published = con.execute(
+        "select topic, count(*) from staging.stg_lake__published group by topic order by topic"
+    ).fetchall()
+    total = sum(n for _, n in published)
+    return [
+        f"operations: {sum(n for _, n in by_state):,} jobs — " + ", ".join(f"{s} {n:,}" for s, n in by_state),
+        f"  trucks on the way: {on_way:,}, running late: {late:,}",
+        f"  derived events published: {total:,}"
+        + (" (" + ", ".join(f"{t} {n:,}" for t, n in published) + ")" if published else ""),
+    ]

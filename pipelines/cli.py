@@ -163,6 +163,13 @@ def cmd_build(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_publish(args: argparse.Namespace) -> int:
+    from pipelines.publish import publish
+
+    print(publish(_settings(args)).summary())
+    return 0
+
+
 def cmd_status(args: argparse.Namespace) -> int:
     from pipelines.kafka import bootstrap_servers
     from pipelines.status import format_status, partition_status, require_lake
@@ -317,6 +324,10 @@ def build_parser() -> argparse.ArgumentParser:
     p = command("build", cmd_build, "write", help="validate and build the dbt models (dbt build)")
     p.add_argument("--select", help="dbt selection, e.g. 'marts.finance+'")
     p.add_argument("--full-refresh", action="store_true", help="rebuild incremental models from scratch")
+
+    command(
+        "publish", cmd_publish, "write", help="derived events (notifications, reconciliation breaks, top 3) to Kafka"
+    )
 
     command("status", cmd_status, "read", help="per topic/partition lag, quarantine, freshness")
 

@@ -74,11 +74,15 @@ def _run(settings: Settings, events: int, seed: int) -> None:
     print("  _quarantine/  rejected records of every topic: redacted raw bytes and the rules broken")
     print("  _batches/     one row per micro-batch and partition: offsets, counts, contract results")
     print("  _streams/     the Kafka topic ID each topic is read from (and its resets)")
-    print(f"warehouse: {settings.home / WAREHOUSE_FILE}  the marts: schemas pricing, rankings, finance, audit")
+    print("  _published/   every derived event tradelake publish sent back to Kafka (notifications, breaks, top 3)")
+    print(f"warehouse: {settings.home / WAREHOUSE_FILE}  the marts: schemas pricing, rankings, finance, audit, ops")
     print()
     print("next:")
     print("  make dagster                  Dagster UI on http://127.0.0.1:3000 (this demo's run, assets and checks;")
     print(f"                                TRADELAKE_HOME={settings.home})")
-    print("  notebooks/*.ipynb             pricing, rankings, reconciliation, audit (read warehouse.duckdb read-only)")
+    print(
+        "  notebooks/*.ipynb             pricing, rankings, reconciliation, audit, operations"
+        " (read warehouse.duckdb read-only)"
+    )
     print("  .venv/bin/tradelake export finance.payment_reconciliation --format csv")
     print("  make up                       the live lakehouse: streaming traffic, marts rebuilt by themselves")

@@ -83,9 +83,11 @@ def ensure_topics(settings: Settings) -> None:
                 raise TradelakeError(f"cannot create topic {name}: {e.args[0].str()}") from None
 
 
-def producer(settings: Settings) -> Producer:
+def producer(settings: Settings, transactional_id: str | None = None) -> Producer:
+    """A producer; with ``transactional_id``, a transactional one (idempotent, fenced by that id)."""
+    required = {} if transactional_id is None else {"transactional.id": transactional_id, "enable.idempotence": True}
     try:
-        return Producer(_client_config(settings, {"linger.ms": 20, "batch.num.messages": 10000}))
+        return Producer(_client_config(settings, {"linger.ms": 20, "batch.num.messages": 10000}, **required))
     except (KafkaException, TypeError, ValueError) as e:
         raise invalid_configuration(settings, e) from None
 

@@ -85,7 +85,9 @@ def run_in_this_process(log_level: str) -> MaterializeSummary:
 
     with dg.DagsterInstance.get() as instance:
         defs = location()
-        everything = set(defs.resolve_asset_graph().get_all_asset_keys()) - {MAINTENANCE_KEY}  # on its schedule
+        graph = defs.resolve_asset_graph()
+        # maintenance runs on its schedule; declared tables (lake/published) are written by an asset
+        everything = {k for k in graph.get_all_asset_keys() if graph.get(k).is_executable} - {MAINTENANCE_KEY}
         result = defs.resolve_implicit_global_asset_job_def().execute_in_process(
             asset_selection=sorted(everything),
             instance=instance,

@@ -22,8 +22,10 @@ import dagster as dg
 
 from pipelines.defs.contracts.checks import CHECK_NAME, evaluate_contract, mostly_by_rule
 from pipelines.defs.landing.assets import BATCHES_KEY, QUARANTINE_KEY, topic_key
+from pipelines.defs.operations.assets import PUBLISH_KEY, publish_metadata
 from pipelines.defs.resources import ContractPolicy
 from pipelines.landing.committer import RoutedBatch
+from pipelines.publish import PublishResult
 from pipelines.settings import Settings
 
 log = logging.getLogger("tradelake")
@@ -98,6 +100,11 @@ class Recorder:
                     metadata={"batch_id": batch.batch_id, "records": records, RUNNER_TAG: self.recorded_by},
                 )
             )
+
+    def publish(self, result: PublishResult) -> None:
+        """One publish run: a materialization of the derived events' asset with what it sent."""
+        metadata = {**publish_metadata(result), "recorded_by": dg.MetadataValue.text(self.recorded_by)}
+        self._report(dg.AssetMaterialization(asset_key=PUBLISH_KEY, metadata=metadata))
 
     def build(self, target: Path) -> list[str]:
         """One dbt build, from its ``run_results.json`` and ``manifest.json``: every model built

@@ -1,10 +1,11 @@
-"""``tradelake run``: the continuous mode — land, rebuild, measure, without anyone running a command.
+"""``tradelake run``: the continuous mode — land, rebuild, publish, measure, without anyone running a command.
 
 One process owns the lake: landing runs in a thread (``Lander`` in follow mode: every record
 committed within the flush interval), and this thread rebuilds the marts whenever landing has
 committed something since the last build: the incremental ``dbt build``, debounced (a burst of
 commits makes one build), never two at once, with a full build (``--full-refresh``) on its
-schedule. Every committed batch and every build is reported to the Dagster instance (see
+schedule. After every build, the ops marts' state changes are published to Kafka exactly once
+(``pipelines.publish``). Every committed batch, build and publish is reported to the Dagster instance (see
 ``pipelines.record``) and to the Prometheus metrics (``--metrics-port``).
 
 SIGTERM/Ctrl-C: landing finishes the batch in flight, a build in progress completes, then the
@@ -28,6 +29,7 @@ from pipelines.errors import TradelakeError
 from pipelines.landing.committer import RoutedBatch
 from pipelines.landing.ingest import FLUSH_INTERVAL, Lander
 from pipelines.metrics import RunMetrics
+from pipelines.publish import publish
 from pipelines.record import Recorder, dagster_instance
 from pipelines.settings import Settings
 
@@ -71,6 +73,7 @@ class Runner:
             queue.SimpleQueue()
         )
         self.builds = 0
+        self.published = 0  # derived events sent to Kafka
 
     def stop(self, *_: object) -> None:
         self.stopping.set()
@@ -181,6 +184,22 @@ class Runner:
             log.warning("could not record the build in Dagster: %s", e)
         self.metrics.build_finished(seconds, ok=True, marts=marts)
         log.info("%s", result.summary())
+        self._publish(recorder)
+
+    def _publish(self, recorder: Recorder) -> None:
+        """The new build's state changes to Kafka; a failure is logged, and the next build retries
+        (nothing is lost: a change stays listed until the lake records it as published)."""
+        try:
+            published = publish(self.settings)
+        except TradelakeError as e:
+            log.warning("publish failed (retried after the next build): %s", e)
+            return
+        self.published += published.total
+        try:
+            recorder.publish(published)
+        except Exception as e:
+            log.warning("could not record the publish in Dagster: %s", e)
+        log.info("%s", published.summary())
 
 
 def _next_full_build(now: datetime, hour: int | None) -> datetime | None:

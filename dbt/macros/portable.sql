@@ -128,3 +128,15 @@
 {% macro postgres__array_join(array, separator) -%}
     array_to_string({{ array }}, {{ separator }})
 {%- endmacro %}
+
+{% macro haversine_km(lat1, lon1, lat2, lon2) -%}
+    {#-
+        Great-circle distance in km between two points in degrees (mean Earth radius 6371 km),
+        in functions every engine has (asin, sqrt, sin, cos, power, pi): no dispatch needed.
+    -#}
+    (2 * 6371.0 * asin(sqrt(
+        power(sin(({{ lat2 }} - {{ lat1 }}) * pi() / 360), 2)
+        + cos({{ lat1 }} * pi() / 180) * cos({{ lat2 }} * pi() / 180)
+        * power(sin(({{ lon2 }} - {{ lon1 }}) * pi() / 360), 2)
+    )))
+{%- endmacro %}

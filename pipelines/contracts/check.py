@@ -2,7 +2,8 @@
 
 Loadable into the contract model (which refuses an unknown ``meta.topic``, a rule without a
 name, duplicate rule names, an unsupported expectation type) and by GX, every catalog topic
-covered, every expectation compiled by the router into a query DuckDB runs (a regex RE2
+covered, the derived topics' suites too (``expectations/derived``, what ``tradelake publish``
+validates against), every expectation compiled by the router into a query DuckDB runs (a regex RE2
 compiles, an ``unexpected_rows_query`` naming known columns), one landed type per column.
 """
 
@@ -11,12 +12,13 @@ from __future__ import annotations
 from pathlib import Path
 
 from pipelines.contracts.compile import routing_sql
+from pipelines.contracts.outbound import load_outbound_contracts
 from pipelines.contracts.suites import load_contracts
 from pipelines.errors import TradelakeError
 
 
 def check_contracts(directory: Path | None = None) -> str:
-    contracts = load_contracts(directory)
+    contracts = {**load_contracts(directory), **load_outbound_contracts(directory)}
     problems: list[str] = []
     suites = 0
     for topic, tc in contracts.items():

@@ -253,7 +253,8 @@ def _rule(e: Mapping[str, Any], where: str) -> Rule:
     )
 
 
-def _load_suite(path: Path) -> Contract:
+def load_suite(path: Path) -> Contract:
+    """One suite file parsed and checked (a contract of any topic: see contracts.outbound)."""
     try:
         suite = json.loads(path.read_text())
         meta = suite["meta"]
@@ -312,4 +313,4 @@ def _fingerprint(root: Path) -> tuple[tuple[str, int, int, int], ...]:
 
 @lru_cache(maxsize=4)
 def _load_contracts(root: Path, files: tuple[tuple[str, int, int, int], ...]) -> dict[str, TopicContracts]:
-    return _group(_load_suite(Path(p)) for p, *_ in files)
+    return _group(load_suite(Path(p)) for p, *_ in files)

@@ -35,7 +35,7 @@ from deltalake.exceptions import DeltaError
 
 from pipelines.catalog import TOPIC_NAMES
 from pipelines.errors import TradelakeError
-from pipelines.lake.schemas import BATCHES_TABLE, OWNERS_TABLE, QUARANTINE_TABLE, STREAMS_TABLE
+from pipelines.lake.schemas import BATCHES_TABLE, OWNERS_TABLE, PUBLISHED_TABLE, QUARANTINE_TABLE, STREAMS_TABLE
 from pipelines.lake.tables import Lake
 from pipelines.settings import Settings
 
@@ -48,7 +48,7 @@ _COMPACTION_TASKS = 1
 
 def lake_tables() -> list[str]:
     """Every table the lake can have: one per catalog topic, then the lake's own."""
-    return [*TOPIC_NAMES, QUARANTINE_TABLE, BATCHES_TABLE, STREAMS_TABLE, OWNERS_TABLE]
+    return [*TOPIC_NAMES, QUARANTINE_TABLE, BATCHES_TABLE, STREAMS_TABLE, OWNERS_TABLE, PUBLISHED_TABLE]
 
 
 @dataclass(frozen=True)

@@ -129,3 +129,25 @@ OWNERS_SCHEMA = pa.schema(
         ("changed_at", pa.timestamp("us", tz="UTC")),
     ]
 )
+
+PUBLISHED_TABLE = "_published"
+
+# Every derived event `tradelake publish` sent (pipelines.publish): one row per event, committed
+# after its Kafka transaction committed, and restored from the topics themselves when a publisher
+# died between the two (docs/decisions.md, "Publishing derived events"). ``seq`` numbers the
+# changes of one entity on one topic (1, 2, …): the event id is derived from (topic, entity, seq,
+# state), so a change computed again after a crash gets the id it had.
+PUBLISHED_SCHEMA = pa.schema(
+    [
+        ("event_id", pa.string()),
+        ("topic", pa.string()),
+        ("entity_id", pa.string()),  # job_id, gateway_ref or tradesperson_id
+        ("seq", pa.int64()),
+        ("state", pa.string()),  # the entity's state the event announces
+        ("kafka_partition", pa.int32()),
+        ("kafka_offset", pa.int64()),
+        ("run_id", pa.int64()),  # the publish run that sent it
+        ("published_at", pa.timestamp("us", tz="UTC")),
+        PARTITION_FIELD,
+    ]
+)

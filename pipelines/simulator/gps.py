@@ -1,6 +1,9 @@
 """Truck GPS pings: every ~30 s while a tradesperson drives to a job, works on site, and
 drives away. Pings are generated lazily (they are ~80 % of all traffic), but their number is
 fixed up front so the run can keep to its record budget.
+
+A moving truck's reported speed is the speed its positions imply (± 15 %), so an ETA computed
+from recent speed and the distance left (ops.truck_positions) predicts the arrival.
 """
 
 from __future__ import annotations
@@ -10,7 +13,7 @@ import random
 from collections.abc import Iterator
 
 from .catalog import GPS
-from .clock import MINUTE_MS
+from .clock import HOUR_MS, MINUTE_MS
 from .model import Event
 
 PING_INTERVAL_MS = 30_000
@@ -69,19 +72,24 @@ def _leg(
     tradesperson_id: str,
     appointment_id: str | None,
     moving: bool,
+    of: int | None = None,
 ) -> Iterator[Event]:
     """``count`` pings from ``start_ms``, ``step_ms`` apart with jitter smaller than the step
-    (so they stay in time order), moving along the straight line or standing at ``origin``."""
+    (so they stay in time order), moving along the straight line or standing at ``origin``.
+    ``of`` pings make the whole leg (default ``count``): fewer are pinged when the stream ends
+    mid-drive."""
     random = rng.random
+    total = of or count
+    leg_kmh = distance_km(origin, destination) / (total * step_ms / HOUR_MS)
     for i in range(count):
         t = start_ms + round(i * step_ms) + int(random() * JITTER_MS)
         if moving:
-            f = i / count
+            f = i / total
             point = (
                 origin[0] + (destination[0] - origin[0]) * f + (random() - 0.5) * 0.0006,
                 origin[1] + (destination[1] - origin[1]) * f + (random() - 0.5) * 0.0006,
             )
-            speed = round(max(0.0, 14 + 48 * random()), 1)
+            speed = round(leg_kmh * (0.85 + 0.3 * random()), 1)
             accuracy = round(3 + 9 * random(), 1)
         else:
             point = (origin[0] + (random() - 0.5) * 0.0001, origin[1] + (random() - 0.5) * 0.0001)
@@ -143,6 +151,24 @@ def visit(
         )
 
     return to_site + on_site + drive_away_pings, pings()
+
+
+def en_route(
+    rng: random.Random,
+    tradesperson_id: str,
+    appointment_id: str,
+    home: tuple[float, float],
+    site: tuple[float, float],
+    depart_ms: int,
+    arrive_ms: int,
+    cut_ms: int,
+) -> tuple[int, Iterator[Event]]:
+    """Pings of a drive to the site that the stream ends in the middle of, at ``cut_ms``: the
+    truck is still on its way. Returns (count, pings)."""
+    total = ping_count(arrive_ms - depart_ms)
+    step = (arrive_ms - depart_ms) / total
+    count = min(total, max(1, math.ceil((cut_ms - depart_ms) / step)))
+    return count, _leg(rng, depart_ms, count, step, home, site, tradesperson_id, appointment_id, True, of=total)
 
 
 def idle(

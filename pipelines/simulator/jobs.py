@@ -61,6 +61,12 @@ SCENARIOS: tuple[str, ...] = (*RECONCILIATION_STATUSES, CANCELLED_VISIT)
 #   missing_at_gateway + payout_above_captured        (payout = captured + commission)
 #   invoice_mismatch  + refund_above_captured         (the invoice amount refunded, > captured)
 
+# Jobs the stream ends in the middle of: the tradesperson is driving to the site when the last
+# records are produced, running late (the ETA is past window_start + 15 min) or on time.
+EN_ROUTE_LATE = "en_route_late"
+EN_ROUTE_ON_TIME = "en_route_on_time"
+EN_ROUTE: tuple[str, ...] = (EN_ROUTE_LATE, EN_ROUTE_ON_TIME, EN_ROUTE_LATE, EN_ROUTE_ON_TIME)
+
 # Optional event types owed until one job has shown each, so small runs contain them all.
 SHOWCASE: tuple[str, ...] = ("v1_bid", "withdrawn", "declined", "rescheduled", "review_removed")
 
@@ -101,6 +107,8 @@ class JobPlan:
     records: int
     breaks: list[tuple[str, str]] = field(default_factory=list)  # (status, gateway_ref)
     violations: list[tuple[str, str]] = field(default_factory=list)  # (kind, id)
+    until_ms: int = 0  # the plan's last event or ping
+    en_route: tuple[str, str, bool] | None = None  # (appointment_id, tradesperson_id, running late)
 
 
 class JobPlanner:
@@ -122,6 +130,12 @@ class JobPlanner:
             self._instances[scenario] += 1
         return _Job(self, posted_ms, scenario, instance).plan()
 
+    def plan_en_route(self, posted_ms: int, late: bool, horizon_ms: int, exclude: set[str]) -> JobPlan:
+        """A job whose tradesperson (none of ``exclude``) sets off to the site after
+        ``horizon_ms`` and is still driving when the stream ends: on time, or running late."""
+        job = _Job(self, posted_ms, EN_ROUTE_LATE if late else EN_ROUTE_ON_TIME, 0, exclude)
+        return job.plan_en_route(late, horizon_ms)
+
     def take_showcase(self, currency: str) -> frozenset[str]:
         """The optional event types still owed that a job in ``currency`` can show (v1 bids are
         USD only, their amount carries no currency)."""
@@ -133,7 +147,9 @@ class JobPlanner:
 class _Job:
     """The planning of one job; methods follow the story's phases."""
 
-    def __init__(self, planner: JobPlanner, posted_ms: int, scenario: str | None, instance: int) -> None:
+    def __init__(
+        self, planner: JobPlanner, posted_ms: int, scenario: str | None, instance: int, exclude: set[str] | None = None
+    ) -> None:
         self.planner = planner
         self.rng = rng = planner.rng
         self.ids = planner.ids
@@ -147,12 +163,16 @@ class _Job:
         self.currency = currency_of(self.region)
         self.site = population.site_near(self.region)
         self.job_id = self.ids.next("job", 6)
-        self.force = frozenset() if scenario == CANCELLED_VISIT else planner.take_showcase(self.currency)
+        self.exclude = exclude or set()
+        planted_alone = scenario == CANCELLED_VISIT or scenario in EN_ROUTE
+        self.force = frozenset() if planted_alone else planner.take_showcase(self.currency)
         # Planted scenarios and showcase jobs must reach their end: nothing may cancel them.
         self.must_finish = scenario is not None or bool(self.force)
         self.events: list[Event] = []
         self.tracks: list[Iterator[Event]] = []
         self.pings = 0
+        self.until_ms = posted_ms
+        self.en_route: tuple[str, str, bool] | None = None
         self.breaks: list[tuple[str, str]] = []
         self.violations: list[tuple[str, str]] = []
         self.urgency = "standard"
@@ -183,8 +203,22 @@ class _Job:
             done = self.visits(tradesperson, decided)
             if done is not None:
                 self.billing(tradesperson, amount_cents, done)
+        return self.finish()
+
+    def plan_en_route(self, late: bool, horizon_ms: int) -> JobPlan:
+        self.post()
+        hired = self.bidding()
+        assert hired is not None, "a planted job always gets a bid"
+        tradesperson, _, decided = hired
+        self.drive_in(tradesperson, decided, late, horizon_ms)
+        return self.finish()
+
+    def finish(self) -> JobPlan:
         self.events.sort(key=lambda e: e.time_ms)
-        return JobPlan(self.events, self.tracks, len(self.events) + self.pings, self.breaks, self.violations)
+        until = max(self.until_ms, self.events[-1].time_ms)
+        return JobPlan(
+            self.events, self.tracks, len(self.events) + self.pings, self.breaks, self.violations, until, self.en_route
+        )
 
     # -- posting and bidding -------------------------------------------------------------
 
@@ -223,7 +257,8 @@ class _Job:
     def bidding(self) -> tuple[Tradesperson, int, int] | None:
         """Leads, bids, withdrawals and the customer's choice: (hired, amount, decided at)."""
         rng, job_id = self.rng, self.job_id
-        pool = self.planner.population.cells[(self.trade, self.region)]
+        cell = self.planner.population.cells[(self.trade, self.region)]
+        pool = [tp for tp in cell if tp.tradesperson_id not in self.exclude]
         wanted = rng.randint(2, 5)
         if self.force & {"withdrawn", "declined"}:
             wanted = max(wanted, 4)
@@ -353,8 +388,31 @@ class _Job:
         )
         self.tracks.append(pings)
         self.pings += count
+        self.until_ms = max(self.until_ms, leave + (away + 1) * gps.PING_INTERVAL_MS + gps.JITTER_MS)
         free = leave + (away + 1) * gps.PING_INTERVAL_MS + 45 * MINUTE_MS
         tradesperson.busy_until_ms = max(tradesperson.busy_until_ms, free)
+
+    def drive_in(self, tradesperson: Tradesperson, decided: int, late: bool, horizon_ms: int) -> None:
+        """Scheduled, then on the road after ``horizon_ms`` (so these are the truck's latest
+        pings), cut off 40-70 % of the way. Running late: the planned arrival is 30-50 minutes
+        after window_start, well past the 15 minutes' grace; on time: 5-20 minutes before it."""
+        rng, tp_id = self.rng, tradesperson.tradesperson_id
+        booked = decided + rng.randint(5 * MINUTE_MS, 3 * HOUR_MS)
+        appointment_id = self.ids.next("apt", 6)
+        drive = gps.drive_ms(rng, tradesperson.home, self.site)
+        depart = max(horizon_ms, booked + 10 * HOUR_MS) + rng.randint(MINUTE_MS, 20 * MINUTE_MS)
+        arrive = depart + drive
+        lateness = rng.randint(30, 50) if late else -rng.randint(5, 20)
+        start = arrive - lateness * MINUTE_MS
+        self.schedule("appointment.scheduled", booked, appointment_id, tp_id, (start, start + 3 * HOUR_MS))
+        cut = depart + round(drive * rng.uniform(0.4, 0.7))
+        count, pings = gps.en_route(
+            self.planner.gps_rng, tp_id, appointment_id, tradesperson.home, self.site, depart, arrive, cut
+        )
+        self.tracks.append(pings)
+        self.pings += count
+        self.until_ms = cut + gps.JITTER_MS
+        self.en_route = (appointment_id, tp_id, late)
 
     def visits(self, tradesperson: Tradesperson, decided: int) -> int | None:
         """Scheduling through completion; the completion time, or None if the job ends here."""

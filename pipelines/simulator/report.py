@@ -44,6 +44,10 @@ class SimulationReport:
     lifecycle_violations: dict[str, list[str]] = field(
         default_factory=lambda: {kind: [] for kind in LIFECYCLE_VIOLATIONS}
     )
+    # appointments whose tradesperson is still driving there when the stream ends, and those of
+    # them running late (ETA past the latest window_start + 15 minutes)
+    en_route: list[str] = field(default_factory=list)
+    running_late: list[str] = field(default_factory=list)
     canaries: dict[str, dict[str, str]] = field(default_factory=dict)  # entity id -> personal field -> value
     deleted: dict[str, list[str]] = field(default_factory=dict)  # CDC topic -> deleted entity ids
 
@@ -68,6 +72,8 @@ class SimulationReport:
             "malformed": {f"{topic}/{cls}": n for (topic, cls), n in sorted(self.malformed.items())},
             "reconciliation_breaks": {k: list(v) for k, v in self.reconciliation_breaks.items()},
             "lifecycle_violations": {k: list(v) for k, v in self.lifecycle_violations.items()},
+            "en_route": list(self.en_route),
+            "running_late": list(self.running_late),
             "canaries": {k: dict(v) for k, v in sorted(self.canaries.items())},
             "deleted": {k: list(v) for k, v in sorted(self.deleted.items())},
         }

@@ -27,13 +27,13 @@ from .cdc import ChangeLog, key_bytes
 from .clock import DAY_MS, HOUR_MS, MINUTE_MS, SECOND_MS, rfc3339, to_ms
 from .config import SimulationConfig
 from .directory import Directory
-from .jobs import SCENARIOS, JobPlan, JobPlanner
+from .jobs import EN_ROUTE, EN_ROUTE_LATE, SCENARIOS, JobPlan, JobPlanner
 from .malformed import Injector
 from .market import HOURLY_DEMAND, WEEKDAY_DEMAND
 from .model import Event, Guard, IdFactory, Record
 from .population import Population
 from .report import SimulationReport
-from .sizing import SCENARIO_RECORDS_SD, scenario_records, size
+from .sizing import EN_ROUTE_RECORDS, SCENARIO_RECORDS_SD, scenario_records, size
 
 Story = Iterator[int]
 _Pending = Story | Event | Record
@@ -104,6 +104,7 @@ class Simulation:
         self._sequence = itertools.count()
         self._out: list[Record] = []
         self._now = 0
+        self._horizon = self._start  # the latest event or ping planned so far
         self._consumed = False
 
     def records(self) -> Iterator[Record]:
@@ -207,12 +208,12 @@ class Simulation:
 
     def _job_source(self) -> Story:
         """Posts jobs until the record budget is spent and every planted scenario is placed,
-        then tops the budget up with idle GPS traffic.
+        tops the budget up with idle GPS traffic, and ends with the jobs still en route.
 
         Room is kept for the scenarios still to come (their expected size plus two standard
-        deviations), so that at 1 000 events, where they are most of the jobs, placing them
-        all does not overshoot the target."""
-        budget, planned = self.sizing.job_records, 0
+        deviations) and the jobs en route, so that at 1 000 events, where they are most of the
+        jobs, placing them all does not overshoot the target."""
+        budget, planned = self.sizing.job_records - EN_ROUTE_RECORDS * len(EN_ROUTE), 0
         slots = scenario_slots(self._world, self.sizing.jobs, self.sizing.scenario_instances)
         expected = sum(scenario_records(s) for s in slots.values())
         t, index, spent = self._start, 0, False
@@ -233,8 +234,26 @@ class Simulation:
             planned += plan.records
             self._commit(plan)
         self._idle_traffic(t, budget - planned)
+        self._en_route(t)
+
+    def _en_route(self, after: int) -> None:
+        """The jobs the stream ends with: posted two days before the latest moment planned so
+        far, their tradespeople (all different) driving to the site after it, so each truck's
+        latest ping is on the way to its appointment."""
+        busy: set[str] = set()
+        for kind in EN_ROUTE:
+            posted = max(after + MINUTE_MS, self._horizon - 2 * DAY_MS)
+            plan = self._planner.plan_en_route(posted, kind == EN_ROUTE_LATE, self._horizon, busy)
+            assert plan.en_route is not None
+            appointment_id, tradesperson_id, late = plan.en_route
+            busy.add(tradesperson_id)
+            self.report.en_route.append(appointment_id)
+            if late:
+                self.report.running_late.append(appointment_id)
+            self._commit(plan)
 
     def _commit(self, plan: JobPlan) -> None:
+        self._horizon = max(self._horizon, plan.until_ms)
         for status, gateway_ref in plan.breaks:
             self.report.reconciliation_breaks[status].append(gateway_ref)
         for kind, entity_id in plan.violations:
@@ -257,5 +276,6 @@ class Simulation:
             tp = self._world.choice(tradespeople)
             begin = max(after, tp.busy_until_ms) + self._world.randint(5 * MINUTE_MS, 90 * MINUTE_MS)
             tp.busy_until_ms = begin + pings * gps.PING_INTERVAL_MS + 45 * MINUTE_MS
+            self._horizon = max(self._horizon, begin + pings * gps.PING_INTERVAL_MS + gps.JITTER_MS)
             self._start_story(self._play(gps.idle(self._gps, tp.tradesperson_id, tp.home, begin, pings)))
             count -= pings

@@ -20,6 +20,7 @@ JOB_RECORDS = 93  # mean records one job produces (GPS pings included), measured
 SCENARIO_RECORDS = 104
 CANCELLED_VISIT_RECORDS = 61
 SCENARIO_RECORDS_SD = 18
+EN_ROUTE_RECORDS = 28  # records of a job the stream ends while its tradesperson drives there
 JOBS_PER_DAY = 100
 MIN_POSTING_DAYS = 14
 SCENARIO_SHARE = 0.005  # share of jobs carrying each planted reconciliation scenario

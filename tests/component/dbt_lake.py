@@ -15,6 +15,8 @@ from pipelines.lake.schemas import (
     BATCHES_SCHEMA,
     BATCHES_TABLE,
     PARTITION_COLUMN,
+    PUBLISHED_SCHEMA,
+    PUBLISHED_TABLE,
     QUARANTINE_SCHEMA,
     QUARANTINE_TABLE,
     STREAMS_SCHEMA,
@@ -29,7 +31,12 @@ def schemas() -> dict[str, pa.Schema]:
     topics = {
         t: topic_schema([(c.name, c.arrow_type) for c in tc.landed_columns()]) for t, tc in load_contracts().items()
     }
-    return topics | {QUARANTINE_TABLE: QUARANTINE_SCHEMA, BATCHES_TABLE: BATCHES_SCHEMA, STREAMS_TABLE: STREAMS_SCHEMA}
+    return topics | {
+        QUARANTINE_TABLE: QUARANTINE_SCHEMA,
+        BATCHES_TABLE: BATCHES_SCHEMA,
+        STREAMS_TABLE: STREAMS_SCHEMA,
+        PUBLISHED_TABLE: PUBLISHED_SCHEMA,
+    }
 
 
 def empty_lake(home: Path, env: Mapping[str, str] | None = None) -> Settings:

@@ -47,6 +47,15 @@ def test_the_shipped_contracts_pass(contracts: Path):
     assert check_contracts(contracts).startswith("contracts ok:")
 
 
+def test_a_broken_derived_event_suite_is_a_contract_problem(contracts: Path):
+    path = contracts / "derived" / "rankings.changes" / "top3.left.v1.json"
+    suite = json.loads(path.read_text())
+    suite["name"] = "wrong"
+    path.write_text(json.dumps(suite))
+    with pytest.raises(TradelakeError, match=r"suite name should be 'rankings\.changes__top3\.left\.v1'"):
+        check_contracts(contracts)
+
+
 @pytest.mark.parametrize(
     ("change", "message"),
     [

@@ -27,14 +27,15 @@ from pipelines.defs.dbt.assets import DBT_OP_NAME, dbt_definitions, missing_dbt_
 from pipelines.defs.dbt.translator import LAYER_TAG, MART_LAYER, TradelakeDbtTranslator
 from pipelines.defs.landing.assets import BATCHES_KEY, LANDING_GROUP, QUARANTINE_KEY, topic_key
 from pipelines.defs.maintenance.assets import MAINTENANCE_GROUP, MAINTENANCE_KEY
+from pipelines.defs.operations.assets import PUBLISH_KEY
 from pipelines.defs.resources import defs as shared_resources
 from pipelines.errors import TradelakeError
 from pipelines.settings import Settings
 
 REPO = Path(__file__).resolve().parents[2]
-DBT_GROUPS = {"staging", "intermediate", "dimensions", "pricing", "rankings", "finance", "audit"}
-MART_GROUPS = {"pricing", "rankings", "finance", "audit"}
-DOMAINS = {"landing", "contracts", "dbt", "automation", "maintenance"}
+DBT_GROUPS = {"staging", "intermediate", "dimensions", "pricing", "rankings", "finance", "audit", "operations"}
+MART_GROUPS = {"pricing", "rankings", "finance", "audit", "operations"}
+DOMAINS = {"landing", "contracts", "dbt", "automation", "maintenance", "operations"}
 
 
 @pytest.fixture(scope="module")
@@ -101,6 +102,7 @@ def test_the_definitions_are_the_defs_folder_one_folder_per_domain(defs):
         topic_key(TOPIC_NAMES[0]): "landing",
         dg.AssetKey(["pricing", "price_bands"]): "dbt",
         MAINTENANCE_KEY: "maintenance",
+        PUBLISH_KEY: "operations",
     }
     for key, domain in folder_of.items():
         module = defs.resolve_assets_def(key).op.compute_fn.decorated_fn.__module__
@@ -266,7 +268,9 @@ def test_automation_sensor_schedule_and_jobs(defs):
     schedule = defs.resolve_schedule_def("daily_full_build")
     assert schedule.cron_schedule == "0 3 * * *" and schedule.job_name == FULL_BUILD_JOB
     assert defs.resolve_job_def(FULL_BUILD_JOB).run_config["ops"][DBT_OP_NAME] == {"config": {"full_refresh": True}}
-    everything_but_maintenance = set(defs.resolve_asset_graph().get_all_asset_keys()) - {MAINTENANCE_KEY}
+    graph = defs.resolve_asset_graph()
+    executable = {k for k in graph.get_all_asset_keys() if graph.get(k).is_executable}
+    everything_but_maintenance = executable - {MAINTENANCE_KEY}
     assert set(defs.resolve_job_def(MICRO_BATCH_JOB).asset_layer.executable_asset_keys) == everything_but_maintenance
     assert set(defs.resolve_job_def(FULL_BUILD_JOB).asset_layer.executable_asset_keys) == everything_but_maintenance
 

@@ -22,6 +22,14 @@ MARTS = {
     "rankings": {"tradesperson_rankings"},
     "finance": {"payment_reconciliation", "reconciliation_summary"},
     "audit": {"ingestion_completeness", "quarantine", "lifecycle_violations"},
+    "ops": {
+        "job_status",
+        "job_timeline",
+        "truck_positions",
+        "customer_notification_changes",
+        "reconciliation_break_changes",
+        "ranking_changes",
+    },
 }
 
 
@@ -108,6 +116,10 @@ def test_unit_tests_cover_the_stated_rules(documented):
         "int_tradespeople_rated",
         "int_appointments_summarised",
         "stg_marketplace__bids",
+        "job_status",
+        "job_timeline",
+        "truck_positions",
+        "ranking_changes",
     }
 
 

@@ -16,12 +16,17 @@ from tests.permissions import unprivileged
 SECRET = "s3cr3t-Pa55word"
 
 
-@pytest.mark.parametrize("command", [["status"], ["ingest", "--once"], ["build"], ["export", "finance.x"]])
+@pytest.mark.parametrize("command", [["status"], ["ingest", "--once"], ["build"], ["export", "finance.x"], ["publish"]])
 def test_home_that_is_a_file(tmp_path: Path, command: list[str]):
     home = tmp_path / "home"
     home.write_text("not a folder")
     result = run_cli(*command, env={"TRADELAKE_HOME": str(home), "KAFKA_BOOTSTRAP_SERVERS": "127.0.0.1:1"})
     assert_one_line_error(result, f"TRADELAKE_HOME {home} is not a folder")
+
+
+def test_publish_before_any_build_is_one_line(tmp_path: Path):
+    result = run_cli("publish", env={"TRADELAKE_HOME": str(tmp_path), "KAFKA_BOOTSTRAP_SERVERS": "127.0.0.1:1"})
+    assert_one_line_error(result, "no warehouse at")
 
 
 @pytest.mark.parametrize(

@@ -109,7 +109,8 @@ def build_lake_through_dagster(root: Path) -> BuiltLake:
     built = BuiltLake(
         home=settings.home,
         success=done.success,
-        all_assets=set(graph.get_all_asset_keys()) - {MAINTENANCE_KEY},  # on its own schedule
+        # maintenance runs on its own schedule; declared tables (lake/published) are written by an asset
+        all_assets={k for k in graph.get_all_asset_keys() if graph.get(k).is_executable} - {MAINTENANCE_KEY},
         all_checks=set(graph.asset_check_keys),
         materialized={r.asset_key: dict(r.asset_materialization.metadata) for r in materializations.records},
         evaluations={dg.AssetCheckKey(e.asset_key, e.check_name): e for e in evaluations},

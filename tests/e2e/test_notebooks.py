@@ -27,6 +27,7 @@ EXPECTED = {
     "rankings": "ranked (at least one completed job)",
     "reconciliation": "every total ties to the gateway",
     "audit": "every partition balanced: True",
+    "operations": "each once: True",
 }
 
 

@@ -19,7 +19,7 @@ from pipelines.ui import LOCATION_NAME
 
 pytestmark = pytest.mark.e2e
 
-GROUPS = ["landing", "staging", "dimensions", "pricing", "rankings", "finance", "audit"]
+GROUPS = ["landing", "staging", "dimensions", "pricing", "rankings", "finance", "audit", "operations"]
 CHROMIUM_FLAGS = [
     "--headless",
     "--no-sandbox",

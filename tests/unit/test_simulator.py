@@ -9,7 +9,9 @@ from __future__ import annotations
 import bisect
 import itertools
 import json
+import math
 import re
+import statistics
 from collections import Counter, defaultdict
 from collections.abc import Callable
 from datetime import UTC, datetime
@@ -608,7 +610,8 @@ def test_appointments_windows_arrivals_and_gps_tell_one_story():
     )
     visited = {a["appointment_id"] for a in arrivals}
     pinged = {v["appointment_id"] for v in events if v["event_type"] == "gps.ping" and v["appointment_id"]}
-    assert pinged == visited
+    en_route = set(run(*CLEAN[:2], CLEAN[2])[1].en_route)
+    assert pinged == visited | en_route and not visited & en_route, "visits, and drives the stream ends in"
 
 
 # -- the planted answer key ------------------------------------------------------------------
@@ -697,3 +700,61 @@ def test_planted_breaks_are_exactly_what_the_marts_will_find(events, seed, malfo
     assert lifecycle_violations(unique) == {k: set(ids) for k, ids in report.lifecycle_violations.items()}
     payments = sum(v["event_type"] == "payment.captured" for v in unique)
     assert len(report.reconciliation_breaks["duplicate_capture"]) <= max(1, 0.02 * payments)
+
+
+# -- trucks on the road ------------------------------------------------------------------------
+
+
+def _haversine_km(a: tuple[float, float], b: tuple[float, float]) -> float:
+    lat1, lon1, lat2, lon2 = map(math.radians, (*a, *b))
+    h = math.sin((lat2 - lat1) / 2) ** 2 + math.cos(lat1) * math.cos(lat2) * math.sin((lon2 - lon1) / 2) ** 2
+    return 2 * 6371.0 * math.asin(math.sqrt(h))
+
+
+@pytest.mark.parametrize(("events", "seed"), [(1000, 1), (20000, 42)])
+def test_the_stream_ends_with_trucks_on_their_way_some_running_late(events, seed):
+    """Each planted drive is its truck's latest ping, heading to the job's site with a speed that
+    its positions imply: the ETA from that speed is past window_start + 15 min exactly for the
+    planted late arrivals."""
+    _, report = run(events, seed)
+    unique = unique_events(events, seed)
+    assert len(report.en_route) == 4 and len(report.running_late) == 2
+    assert set(report.running_late) < set(report.en_route)
+    sites = {v["job_id"]: (v["site_lat"], v["site_lon"]) for v in unique if v["event_type"] == "job.posted"}
+    windows = {v["appointment_id"]: v for v in unique if v["event_type"] == "appointment.scheduled"}
+    started = {v["appointment_id"] for v in unique if v["event_type"] == "appointment.started"}
+    latest: dict[str, dict[str, Any]] = {}
+    track: defaultdict[str, list[dict[str, Any]]] = defaultdict(list)
+    for v in unique:
+        if v["event_type"] == "gps.ping":
+            track[v["appointment_id"]].append(v)
+            if v["tradesperson_id"] not in latest or v["event_time"] > latest[v["tradesperson_id"]]["event_time"]:
+                latest[v["tradesperson_id"]] = v
+    for appointment_id in report.en_route:
+        window = windows[appointment_id]
+        ping = latest[window["tradesperson_id"]]
+        assert ping["appointment_id"] == appointment_id and appointment_id not in started
+        pings = sorted(track[appointment_id], key=lambda p: p["event_time"])
+        site = sites[window["job_id"]]
+        distances = [_haversine_km((p["lat"], p["lon"]), site) for p in pings]
+        assert distances[-1] < distances[0], "moving toward the site"
+        speed = fmean(p["speed_kmh"] for p in pings[-3:])
+        eta = _ms(ping["event_time"]) + distances[-1] / speed * 3_600_000
+        late = eta > _ms(window["window_start"]) + 15 * 60_000
+        assert late == (appointment_id in report.running_late), appointment_id
+
+
+def test_reported_speeds_are_the_speeds_positions_imply():
+    pings: defaultdict[str, list[dict[str, Any]]] = defaultdict(list)
+    for v in unique_events(*CLEAN):
+        if v["event_type"] == "gps.ping" and v["appointment_id"] and v["speed_kmh"] > 5:
+            pings[v["appointment_id"]].append(v)
+    ratios = []
+    for track in pings.values():
+        track.sort(key=lambda p: p["event_time"])
+        for a, b in itertools.pairwise(track):
+            hours = (_ms(b["event_time"]) - _ms(a["event_time"])) / 3_600_000
+            if b["speed_kmh"] > 5 and hours > 0:
+                ratios.append(_haversine_km((a["lat"], a["lon"]), (b["lat"], b["lon"])) / hours / b["speed_kmh"])
+    assert len(ratios) > 1000
+    assert 0.8 < statistics.median(ratios) < 1.2

@@ -5,14 +5,20 @@ import dagster as dg
 from pipelines.defs.dbt.assets import DBT_OP_NAME, DbtBuildConfig
 from pipelines.defs.landing.assets import LANDING_GROUP
 from pipelines.defs.maintenance.assets import MAINTENANCE_GROUP
+from pipelines.defs.operations.assets import PUBLISHED_TABLE_KEY
 
 MICRO_BATCH_JOB = "micro_batch"
 FULL_BUILD_JOB = "full_build"
 
 micro_batch_job = dg.define_asset_job(
     MICRO_BATCH_JOB,
-    selection=dg.AssetSelection.groups(LANDING_GROUP).downstream(),
-    description="Land the topics up to their high watermarks, check their contracts, build what depends on them.",
+    # what was published (lake/published) feeds the ops change models too: those read it
+    selection=dg.AssetSelection.groups(LANDING_GROUP).downstream()
+    | dg.AssetSelection.assets(PUBLISHED_TABLE_KEY).downstream(include_self=False),
+    description=(
+        "Land the topics up to their high watermarks, check their contracts, build what depends on them, "
+        "publish the derived events."
+    ),
 )
 
 full_build_job = dg.define_asset_job(

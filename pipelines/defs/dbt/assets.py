@@ -27,7 +27,7 @@ from typing import Any
 import dagster as dg
 from dagster_dbt import DagsterDbtTranslatorSettings, DbtCliResource, DbtProject, dbt_assets
 
-from pipelines.build import DBT_PROJECT_DIR, dbt_environment, dbt_executable, lake_replaced
+from pipelines.build import DBT_PROJECT_DIR, dbt_environment, dbt_executable, ensure_published_table, lake_replaced
 from pipelines.defs.automation.freshness import mart_freshness_policy
 from pipelines.defs.dbt.project import dbt_project
 from pipelines.defs.dbt.translator import TradelakeDbtTranslator
@@ -96,6 +96,7 @@ def build_dbt_assets(project: DbtProject, mart_freshness: dg.FreshnessPolicy) ->
         runs = settings.home / "dagster" / "dbt"
         target = runs / f"{context.run.run_id[:8]}-{uuid.uuid4().hex[:6]}"
         _seed_partial_parse(runs, target)
+        ensure_published_table(settings)
         with building(settings) as warehouse:  # published once dbt's stream ends without an error
             if not full_refresh and lake_replaced(settings, warehouse):
                 context.log.info("the lake was refilled since the last build: rebuilding incremental models")

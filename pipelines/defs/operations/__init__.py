@@ -1,0 +1,1 @@
+"""Operations: the ops marts' state changes published back to Kafka (``assets.py``)."""
