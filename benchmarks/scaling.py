@@ -26,6 +26,7 @@ import sys
 import tempfile
 import time
 from pathlib import Path
+from typing import Any
 
 from pipelines import kafka
 from pipelines.broker import EmbeddedBroker
@@ -54,7 +55,7 @@ def landed_records(lake: Lake) -> int:
     return 0 if table is None else sum(table["records"].to_pylist())
 
 
-def land_with(k: int, env: dict[str, str], home: Path, total: int, batch_size: int) -> dict[str, float]:
+def land_with(k: int, env: dict[str, str], home: Path, total: int, batch_size: int) -> dict[str, Any]:
     """Start k followers on a new lake, wait until they have landed ``total`` records, stop them."""
     env = {**env, "TRADELAKE_HOME": str(home)}
     cmd = [sys.executable, "-m", "pipelines.cli", "ingest", "--follow", "-q", "--batch-size", str(batch_size)]
@@ -63,7 +64,7 @@ def land_with(k: int, env: dict[str, str], home: Path, total: int, batch_size: i
         return _measure(k, cmd, env, outs, Lake(LakeLocation(str(home / "lake"))), total)
 
 
-def _measure(k: int, cmd: list[str], env: dict[str, str], outs: list, lake: Lake, total: int) -> dict[str, float]:
+def _measure(k: int, cmd: list[str], env: dict[str, str], outs: list, lake: Lake, total: int) -> dict[str, Any]:
     start = time.monotonic()
     procs = [subprocess.Popen(cmd, env=env, stdout=out, stderr=subprocess.STDOUT, text=True) for out in outs]
     first_commit = None
@@ -92,7 +93,10 @@ def _measure(k: int, cmd: list[str], env: dict[str, str], outs: list, lake: Lake
         if found and "in 0 batch(es)" not in text:
             commit_ms.append(float(found[1].replace(",", "")))
     after_join = done - (first_commit or start)
+    counts = lake.read(BATCHES_TABLE, ["topic", "records"]).group_by("topic").aggregate([("records", "sum")])
+    largest = max(counts.to_pylist(), key=lambda r: r["records_sum"])
     return {
+        "largest_topic": f"{largest['topic']} {100 * largest['records_sum'] / total:.0f}%",
         "bytes_per_record": lake_bytes(lake) / total,
         "seconds": done - start,
         "rate": total / after_join,
@@ -146,6 +150,7 @@ def main() -> None:
     print("(events/s: records / time from the first commit to the last; commit ms: median over processes)")
     first = results[counts[0]]
     print(f"lake: {first['bytes_per_record']:,.0f} bytes per record in Parquet (zstd), before compaction")
+    print(f"largest topic: {first['largest_topic']} of the records")
 
 
 if __name__ == "__main__":

@@ -201,11 +201,15 @@ class ConsumeLoop:
         should_stop: Callable[[], bool],
         submit: Callable[[RecordBuffer], None],
         committed: queue.SimpleQueue[dict[Position, int]],
+        raise_if_failed: Callable[[], None] = lambda: None,
     ) -> None:
+        """``raise_if_failed``: the committer's failure (a commit refused to a fenced process), raised
+        at once, not at the next batch: a quiet stream may bring none."""
         consumer = self.consumer
         refresh_at = time.monotonic() + self.max_wait
         with _fewer_collections():
             while not should_stop():
+                raise_if_failed()
                 if not follow and self.lag() == 0:
                     break
                 messages = consumer.consume(

@@ -256,7 +256,7 @@ class Lander:
                 consumer.subscribe(list(partitions), on_assign=on_assign, on_revoke=on_revoke, on_lost=on_revoke)
             else:
                 consumer.assign(take(keys))
-            loop.run(follow, should_stop, committer.submit, committed)
+            loop.run(follow, should_stop, committer.submit, committed, committer.raise_if_failed)
             committer.finish()
             committer.raise_if_failed()
             if not follow:

@@ -80,11 +80,19 @@ class Follower:
                 held = held | moved if words[1] == "assigned" else held - moved
         return held
 
+    def wait_consumed(self, records: int, timeout: float = 90) -> None:
+        """Until its progress lines say it has consumed ``records``."""
+        deadline = time.monotonic() + timeout
+        while not any(int(n.replace(",", "")) >= records for n in CONSUMED.findall(self.log.read_text())):
+            assert self.process.poll() is None and time.monotonic() < deadline, self.report()
+            time.sleep(0.5)
+
     def report(self) -> str:
         return f"--- follower pid {self.pid} (exit {self.process.poll()}):\n" + self.log.read_text()[-6000:]
 
 
 PARTITION = re.compile(r"([\w.]+)\[(\d+)\]")
+CONSUMED = re.compile(r"ingest: ([\d,]+) records")
 
 
 def _wait_settled(lake: Settings, followers: list[Follower], everyone: list[Follower], timeout: float = 90) -> None:
@@ -227,11 +235,10 @@ def test_processes_share_partitions_through_kills_and_scaling_exactly_once(share
 def test_a_paused_process_commits_nothing_after_its_partitions_moved(shared, tmp_path):
     lake, env = shared
     # The zombie holds what it consumes for 12 s before its batch closes (flush interval 20 s).
-    zombie = Follower(env, tmp_path, "-q", "--flush-interval", "20")
-    time.sleep(8)
+    zombie = Follower(env, tmp_path, "--flush-interval", "20")
     producer = _produce(lake, tmp_path, 5_000, 3)
     assert producer.wait(timeout=120) == 0, (tmp_path / "simulate.log").read_text()
-    time.sleep(2)  # consumed, not committed
+    zombie.wait_consumed(sum(high_watermarks(lake, _partitions(lake)).values()))
     assert len(read_table(lake, "_batches", ["batch_id"])) == 0, "the zombie committed before it was paused"
     zombie.process.send_signal(signal.SIGSTOP)
     try:
@@ -240,9 +247,9 @@ def test_a_paused_process_commits_nothing_after_its_partitions_moved(shared, tmp
         versions = {t: open_table(lake, t).version() for t in ("_batches", "_quarantine", *TOPIC_NAMES)}
     finally:
         zombie.process.send_signal(signal.SIGCONT)
-    assert zombie.process.wait(timeout=60) != 0
-    lines = zombie.log.read_text().strip().splitlines()
-    assert len(lines) == 1 and lines[0].startswith("tradelake: error: refusing to commit"), lines
+    assert zombie.process.wait(timeout=150) != 0, zombie.report()
+    errors = [line for line in zombie.log.read_text().splitlines() if line.startswith("tradelake: error:")]
+    assert len(errors) == 1 and errors[0].startswith("tradelake: error: refusing to commit"), zombie.report()
     assert {t: open_table(lake, t).version() for t in versions} == versions, "the zombie committed"
     _stop([owner], [zombie, owner])
     assert_exactly_once(lake)
