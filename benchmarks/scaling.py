@@ -70,7 +70,7 @@ def _measure(k: int, cmd: list[str], env: dict[str, str], outs: list, lake: Lake
     first_commit = None
     landed = 0
     while landed < total:
-        time.sleep(1)
+        time.sleep(0.5)
         if any(p.poll() is not None for p in procs):
             outs[0].seek(0)
             sys.exit(f"a follower exited early: {outs[0].read()[-2000:]}")
