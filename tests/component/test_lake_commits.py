@@ -13,9 +13,17 @@ from deltalake import DeltaTable
 
 from pipelines.contracts import load_contracts
 from pipelines.lake.location import LakeLocation
-from pipelines.lake.schemas import BATCHES_SCHEMA, BATCHES_TABLE, QUARANTINE_SCHEMA, QUARANTINE_TABLE
-from pipelines.lake.tables import Covered, Lake, StaleWriterError, app_id
+from pipelines.lake.schemas import (
+    BATCHES_SCHEMA,
+    BATCHES_TABLE,
+    OWNERS_SCHEMA,
+    OWNERS_TABLE,
+    QUARANTINE_SCHEMA,
+    QUARANTINE_TABLE,
+)
+from pipelines.lake.tables import Covered, Lake, StaleWriterError, app_id, decode_version
 from pipelines.landing.committer import Committer
+from pipelines.landing.ownership import Ownership
 from pipelines.landing.router import RawRecords, TopicRouter
 from pipelines.landing.stats import IngestStats
 from pipelines.landing.stream import record_sha256
@@ -102,13 +110,17 @@ def test_a_crash_between_a_batchs_commits_is_repaired_exactly_once(tmp_path, mon
         first.commit(routed)
     monkeypatch.setattr(Lake, "commit_files", real_commit)
 
-    # A restart: committed offsets read back from each table's log, the same records routed again.
+    # A restart (or another process of the group): it takes the partitions — fences, reads back
+    # what each table's log committed — and lands the same records again as the same batch.
     restarted = _lake(tmp_path)
-    ids = [app_id(TOPIC, "id1", p) for p in (0, 1)]
-    committed = {t: restarted.committed(t, ids) for t in (TOPIC, QUARANTINE_TABLE, BATCHES_TABLE)}
-    assert committed[BATCHES_TABLE] == {}, "the batch is not committed where landing resumes from"
-    assert committed[TOPIC], "but its topic table commit is"
-    second = _committer(restarted, committed, IngestStats())
+    restarted.ensure(OWNERS_TABLE, OWNERS_SCHEMA)
+    taken = Ownership(restarted, {TOPIC: "id1"}).take([(TOPIC, 0), (TOPIC, 1)])
+    assert taken.committed[BATCHES_TABLE] == {}, "the batch is not committed where landing resumes from"
+    assert taken.committed[TOPIC], "but its topic table commit is"
+    ends = {p: pc.max(records.table.filter(pc.equal(records.table["partition"], p))["offset"]).as_py() for p in (0, 1)}
+    assert taken.partial == {(TOPIC, p): (1, ends[p]) for p in (0, 1)}, "landed again as batch 1, whose rows it finds"
+    second = _committer(restarted, {}, IngestStats())
+    second.adopt(taken)
     second.commit(second.route({TOPIC: records}, 1, STARTS))
 
     landed = DeltaTable(lake.uri(TOPIC)).to_pyarrow_table()
@@ -126,7 +138,7 @@ def test_a_crash_between_a_batchs_commits_is_repaired_exactly_once(tmp_path, mon
     for p in (0, 1):
         last = max(o for q, o in seen if q == p)
         for t in (TOPIC, QUARANTINE_TABLE, BATCHES_TABLE):
-            assert DeltaTable(lake.uri(t)).transaction_version(app_id(TOPIC, "id1", p)) == last
+            assert decode_version(DeltaTable(lake.uri(t)).transaction_version(app_id(TOPIC, "id1", p))) == (1, last)
 
 
 def test_the_batch_row_hashes_the_record_at_its_last_offset(tmp_path):
