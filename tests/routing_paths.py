@@ -25,6 +25,7 @@ def routers(contracts: TopicContracts, pii_key: bytes) -> tuple[TopicRouter, Top
     if key not in _ROUTERS:
         fast = TopicRouter(contracts, pii_key)
         assert fast.fast is not None, f"{contracts.topic}: no fast path compiled"
+        fast.fast_min_rows = 0  # the fast path for batches of any size (small by design here)
         _ROUTERS[key] = (contracts, fast, TopicRouter(contracts, pii_key, fast=False))
     return _ROUTERS[key][1:]
 

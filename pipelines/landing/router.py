@@ -203,6 +203,10 @@ def _rule_counts(judged: pa.Table, column: str = "_rules") -> dict[tuple[str | N
 
 ROUTING_SLICES = 2
 MIN_SLICE_ROWS = 5_000
+# Below this many rows a slice takes the routing query alone: the fast path's own query costs
+# ~5–10 ms to plan and start whatever its rows (DuckDB binds each of its expressions), and the
+# rows it does not land still need the routing query; measured break-even ~5–10k GPS rows.
+FAST_MIN_ROWS = 8_000
 
 
 @cache
@@ -263,6 +267,7 @@ class TopicRouter:
         # The fast path (pipelines.contracts.fast): rows it lands skip the routing query.
         # ``fast=False`` routes every row through the query (the tests compare both).
         self.fast = fast_plan(contracts) if fast else None
+        self.fast_min_rows = FAST_MIN_ROWS
         self.judged_schema = _run_query(self.sql, BATCH_SCHEMA.empty_table()).schema
         self.columns = contracts.landed_columns()
         self.schema = topic_schema([(c.name, c.arrow_type) for c in self.columns])
@@ -343,7 +348,7 @@ class TopicRouter:
     def _judge(self, batch: pa.Table) -> pa.Table:
         """The routing query's output for ``batch``, in its order: the rows the fast path
         lands as it would have judged them, the query itself for the others."""
-        if self.fast is None:
+        if self.fast is None or len(batch) < self.fast_min_rows:
             return _run_query(self.sql, batch)
         fast = fast_rows(self.fast, _one_array(batch["_v"]), _one_array(batch["_utf8"]), _run_typed)
         landed = self._judged_fast(batch, fast)

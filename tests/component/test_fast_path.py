@@ -30,6 +30,13 @@ CONTRACTS = load_contracts()
 GPS = "fleet.gps__gps.ping.v1"
 
 
+def _router() -> TopicRouter:
+    """The GPS router, its fast path taking batches of any size."""
+    router = TopicRouter(CONTRACTS["fleet.gps"], b"k")
+    router.fast_min_rows = 0
+    return router
+
+
 def _records(values: list[bytes | None], keys: list[bytes | None] | None = None) -> RawRecords:
     n = len(values)
     return RawRecords.from_lists([0] * n, list(range(n)), keys or [b"k"] * n, values, [0] * n)
@@ -61,7 +68,9 @@ def test_every_suites_valid_records_land_without_the_routing_query(suite, varian
     records = _records(_valid_values(suite, variant, 50))
     assert len(route_both_ways(CONTRACTS[topic], records).landed) == 50
     queried.clear()  # the comparison's own routing by the query alone
-    assert len(TopicRouter(CONTRACTS[topic], b"k").route(records, 1, datetime.now(UTC)).landed) == 50
+    router = TopicRouter(CONTRACTS[topic], b"k")
+    router.fast_min_rows = 0
+    assert len(router.route(records, 1, datetime.now(UTC)).landed) == 50
     assert queried == []
 
 
@@ -142,7 +151,7 @@ def test_a_malformed_record_costs_the_query_only_itself(queried):
     valid = _valid_values(GPS, "", 3000)
     bad = [ODD_VALUES[k] for k in ("duplicate key", "float in an integer", "trailing comma", "string in a number")]
     values = valid[:1000] + bad[:2] + valid[1000:2000] + bad[2:] + valid[2000:]
-    TopicRouter(CONTRACTS["fleet.gps"], b"k").route(_records(values), 1, datetime.now(UTC))
+    _router().route(_records(values), 1, datetime.now(UTC))
     assert 0 < sum(queried) <= len(bad) + 2 * fastpath.SMALLEST_RANGE, queried
 
 
@@ -152,7 +161,7 @@ def test_a_batch_of_refusals_hands_the_rest_to_the_query(odd, queried):
     values = [ODD_VALUES[odd] if i % 20 == 0 else v for i, v in enumerate(_valid_values(GPS, "", 4000))]
     route_both_ways(CONTRACTS["fleet.gps"], _records(values))
     queried.clear()
-    TopicRouter(CONTRACTS["fleet.gps"], b"k").route(_records(values), 1, datetime.now(UTC))
+    _router().route(_records(values), 1, datetime.now(UTC))
     assert 200 < sum(queried) < 4000, "some rows landed fast, the rest took the query"
 
 
@@ -176,8 +185,15 @@ def test_the_comparison_catches_a_fast_path_that_skips_a_rule(monkeypatch):
         return "false" if rule.kind == "expect_column_values_to_match_regex" else skip_regex(self, rule, where)
 
     monkeypatch.setattr(_TypedScope, "violation", lenient)
-    wrong = TopicRouter(CONTRACTS["fleet.gps"], b"k")
+    wrong = _router()
     detailed = TopicRouter(CONTRACTS["fleet.gps"], b"k", fast=False)
     records = _records([*_valid_values(GPS, "", 5), _gps(event_id="not-a-uuid")])
     now = datetime.now(UTC)
     assert differences(wrong.route(records, 1, now), detailed.route(records, 1, now))
+
+
+def test_a_small_batch_takes_the_routing_query_alone(queried):
+    """Below FAST_MIN_ROWS the fast path's own query would cost more than it saves."""
+    n = router_module.FAST_MIN_ROWS - 1
+    routed = TopicRouter(CONTRACTS["fleet.gps"], b"k").route(_records(_valid_values(GPS, "", n)), 1, datetime.now(UTC))
+    assert len(routed.landed) == n and queried == [n]
