@@ -12,8 +12,9 @@ Arrow refuses a whole read for one bad record. A parse error names its row: the 
 it are read again and the rest after it; an error without a row (a number that does not
 convert, an undeclared key) halves the range until it is small, which then goes to the
 routing query whole. A candidate is a value that starts with ``{`` and holds no newline,
-carriage return or NUL byte, so that each line is exactly one record (a line with two
-documents is caught by the row count).
+carriage return or NUL byte, and no second document after its object (TWO_DOCUMENTS), so
+that each line is exactly one row: the rows of the blocks read before a refusal are matched
+to lines by counting.
 """
 
 from __future__ import annotations
@@ -31,9 +32,12 @@ from pipelines.contracts.fast import FastPlan, typed_schema
 SMALLEST_RANGE = 16  # lines refused without a row, in fewer: they take the routing query whole
 BLOCK_BYTES = 1 << 18  # the parse's block: a refused record costs re-reading at most this
 MAX_READS = 16  # reads of a batch's lines beyond this plus one per 500 lines: the rest takes the query
-# Outside strings, JSON never has ``}`` then ``{`` (a comma comes between); a line that does
-# may hold two objects, which the parse would read as two rows. Inside strings: a false alarm.
-TWO_OBJECTS = r"\}[ \t]*\{"
+# Outside strings, a ``}`` is followed by a comma, ``]``, ``}`` or the end, JSON whitespace
+# between. A line with anything else after one may hold a second document (``{…} {…}``,
+# ``{…} null {…}``), which the reader takes as more rows and so shifts every row after it.
+# The line starts with ``{``, so its first document ends with a ``}``: this finds every such
+# line; inside a string it is a false alarm (the record takes the routing query).
+TWO_DOCUMENTS = r"\}[ \t]*[^ \t,\]}]"
 _ERROR_ROW = re.compile(r"in row (\d+)\s*$")
 
 
@@ -49,12 +53,12 @@ class FastRows:
 
 def candidates(text: pa.Array, utf8: pa.Array, misfit: str) -> np.ndarray:
     """Positions of the values the parse may take, one line each: UTF-8 text from ``{`` to
-    ``}``, with no newline, carriage return or NUL byte, and not two objects (TWO_OBJECTS).
+    ``}``, with no newline, carriage return or NUL byte, and not two documents (TWO_DOCUMENTS).
     Values ``misfit`` matches (a field of another kind) would be refused: left out at once."""
     ok = pc.and_kleene(utf8, pc.and_kleene(pc.starts_with(text, "{"), pc.ends_with(text, "}")))
     ok = pc.and_kleene(ok, pc.greater_equal(pc.binary_length(text), 2))
     ok = pc.and_kleene(
-        ok, pc.invert(pc.match_substring_regex(text, f"{TWO_OBJECTS}|{misfit}" if misfit else TWO_OBJECTS))
+        ok, pc.invert(pc.match_substring_regex(text, f"{TWO_DOCUMENTS}|{misfit}" if misfit else TWO_DOCUMENTS))
     )
     ok = pc.fill_null(ok, False).to_numpy(zero_copy_only=False)
     offsets = np.frombuffer(text.buffers()[1], np.int32)[text.offset : text.offset + len(text) + 1]
@@ -111,7 +115,7 @@ class _Lines:
                 for batch in self.reader(start, stop):
                     batches.append(batch)
                     done += batch.num_rows
-                if done == stop:  # else rows and lines do not match (TWO_OBJECTS prevents it)
+                if done == stop:  # else rows and lines do not match (TWO_DOCUMENTS prevents it)
                     parts.append((start, pa.Table.from_batches(batches, self.schema)))
                 continue
             except pa.ArrowInvalid as e:
