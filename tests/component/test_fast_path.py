@@ -13,14 +13,16 @@ from __future__ import annotations
 
 import json
 from datetime import UTC, datetime
+from pathlib import Path
 
 import orjson
 import pytest
 
 import pipelines.landing.fastpath as fastpath
 import pipelines.landing.router as router_module
-from pipelines.contracts import load_contracts
+from pipelines.contracts import TopicContracts, load_contracts
 from pipelines.contracts.fast import _TypedScope
+from pipelines.contracts.suites import default_contracts_dir
 from pipelines.landing.router import RawRecords, TopicRouter
 from pipelines.simulator import Simulation, SimulationConfig
 from tests.component.contract_seeds import seeds
@@ -242,3 +244,43 @@ def test_a_simulated_batch_with_malformed_records_routes_the_same_by_both_paths(
     queried.clear()
     TopicRouter(CONTRACTS["fleet.gps"], b"k").route(_records(values), 1, datetime.now(UTC))
     assert sum(queried) < len(values) // 10, "most rows landed by the fast path"
+
+
+def _with_extra_rules(tmp_path: Path) -> TopicContracts:
+    """The GPS contract plus rule kinds no shipped suite uses on it: a key that must exist
+    (absent fails, null passes), a warning, a ``mostly`` and a row condition."""
+    for src in default_contracts_dir().glob("*/*.json"):
+        suite = json.loads(src.read_text())
+        if suite["meta"]["topic"] == "fleet.gps":
+            suite["expectations"] += [
+                {"type": "expect_column_to_exist", "kwargs": {"column": "appointment_id"},
+                 "meta": {"rule": "appointment_id is there"}},
+                {"type": "expect_column_values_to_match_regex", "severity": "warning",
+                 "kwargs": {"column": "producer", "regex": "^fleet-.*$", "mostly": 0.5},
+                 "meta": {"rule": "producer is a fleet tracker"}},
+                {"type": "expect_column_values_to_be_between", "row_condition": 'producer=="slow"',
+                 "kwargs": {"column": "speed_kmh", "max_value": 10}, "meta": {"rule": "slow ones are slow"}},
+            ]  # fmt: skip
+        dst = tmp_path / src.parent.name / src.name
+        dst.parent.mkdir(parents=True, exist_ok=True)
+        dst.write_text(json.dumps(suite))
+    return load_contracts(tmp_path)["fleet.gps"]
+
+
+def test_rules_no_shipped_suite_uses_route_the_same_by_both_paths(tmp_path):
+    contracts = _with_extra_rules(tmp_path)
+    record = json.loads(json.dumps(seeds()[(GPS, "")]))
+    odd = [
+        json.dumps({k: v for k, v in record.items() if k != "appointment_id"}).encode(),  # absent: quarantined
+        json.dumps({**record, "appointment_id": None}).encode(),  # null: lands
+        json.dumps({**record, "producer": "someone else"}).encode(),  # breaks the warning: lands, counted
+        json.dumps({**record, "producer": "slow", "speed_kmh": 50}).encode(),  # breaks the conditioned rule
+        json.dumps({**record, "producer": "slow", "speed_kmh": 5}).encode(),
+    ]
+    values = [*_valid_values(GPS, "", 30), *odd, *_valid_values(GPS, "", 30)]
+    routed = route_both_ways(contracts, _records(values))
+    assert sorted(map(tuple, routed.quarantined["rules"].to_pylist())) == [
+        ("appointment_id is there",),
+        ("slow ones are slow",),
+    ]
+    assert routed.failures[(contracts.contracts[0].name, "producer is a fleet tracker")] == 3
