@@ -146,6 +146,10 @@ class _Scope:
         t = self.json_type(path, where)
         return f"({t} IS NOT NULL AND {t} <> 'NULL')"
 
+    def violation(self, rule: Rule, where: str) -> str:
+        """SQL that is true when a row breaks ``rule`` (the fast path's scope reads typed columns)."""
+        return _violation(rule, self, where)
+
 
 def _violation(rule: Rule, scope: _Scope, where: str) -> str:
     """SQL that is true when a row breaks ``rule``."""
@@ -216,7 +220,7 @@ def _where(contract: Contract, i: int) -> str:
 def _broken(contract: Contract, i: int, scope: _Scope) -> str:
     """SQL that is true when a row breaks rule ``i`` of ``contract`` where its row_condition holds."""
     rule, where = contract.rules[i], _where(contract, i)
-    broken = _violation(rule, scope, where)
+    broken = scope.violation(rule, where)
     condition = _condition(rule, scope, where)
     return f"({condition} AND {broken})" if condition else broken
 
@@ -392,7 +396,7 @@ def _structural(undeclared: str) -> str:
     )
 
 
-def _split(names: str) -> str:
+def split_rules(names: str) -> str:
     """A RULE_SEPARATOR-joined string of rule names as a list ('' or NULL: empty)."""
     split = f"string_split({names}, {sql_str(RULE_SEPARATOR)})"
     return f"CASE WHEN coalesce({names}, '') = '' THEN []::VARCHAR[] ELSE {split} END"
@@ -496,7 +500,7 @@ def _routing_query(tc: TopicContracts) -> tuple[str, str]:
         undeclared = f"coalesce(CASE _suite {' '.join(extra)} END, false)" if extra else "false"
 
     landed = ", ".join(_ident(c.name) for c in columns if c.landed)
-    warned_list = _split("_warned") if has_warnings else "[]::VARCHAR[]"
+    warned_list = split_rules("_warned") if has_warnings else "[]::VARCHAR[]"
     head = f"""
 WITH base AS (
     SELECT *, {fields.json_types()} FROM batch
@@ -516,7 +520,7 @@ WITH base AS (
            CASE WHEN _structural IS NULL THEN _suite END AS _contract
     FROM valued
 )
-SELECT {", ".join(LINEAGE)}, {landed}, {_split("_broken")} AS _rules, {warned_list} AS _warnings, _contract
+SELECT {", ".join(LINEAGE)}, {landed}, {split_rules("_broken")} AS _rules, {warned_list} AS _warnings, _contract
 FROM judged
 """
     return head, tail

@@ -104,7 +104,12 @@ class Column:
 
     @property
     def arrow_type(self) -> pa.DataType:
-        return pa.string() if self.personal_data else self._types()[0]
+        return pa.string() if self.personal_data else self.value_type
+
+    @property
+    def value_type(self) -> pa.DataType:
+        """The Arrow type of the value as the record carries it (before any hashing)."""
+        return self._types()[0]
 
     @property
     def sql_type(self) -> str:

@@ -15,11 +15,13 @@ from datetime import datetime
 from functools import cache
 
 import duckdb
+import numpy as np
 import pyarrow as pa
 import pyarrow.compute as pc
 
 from pipelines.contracts import TopicContracts, load_contracts
-from pipelines.contracts.compile import register_functions, routing_sql
+from pipelines.contracts.compile import BATCH_SCHEMA, LINEAGE, register_functions, routing_sql
+from pipelines.contracts.fast import fast_plan
 from pipelines.errors import TradelakeError
 from pipelines.lake.schemas import (
     LINEAGE_FIELDS,
@@ -30,6 +32,7 @@ from pipelines.lake.schemas import (
     RAW_SCHEMA,
     topic_schema,
 )
+from pipelines.landing.fastpath import FastRows, fast_rows
 from pipelines.pii import Redactor, hash_column
 
 
@@ -200,6 +203,10 @@ def _rule_counts(judged: pa.Table, column: str = "_rules") -> dict[tuple[str | N
 
 ROUTING_SLICES = 2
 MIN_SLICE_ROWS = 5_000
+# Below this many rows a slice takes the routing query alone: the fast path's own query costs
+# ~5–10 ms to plan and start whatever its rows (DuckDB binds each of its expressions), and the
+# rows it does not land still need the routing query; measured break-even ~5–10k GPS rows.
+FAST_MIN_ROWS = 8_000
 
 
 @cache
@@ -232,23 +239,36 @@ def _connection() -> duckdb.DuckDBPyConnection:
     return con
 
 
-def _run_query(sql: str, batch: pa.Table) -> pa.Table:
+def _run_query(sql: str, batch: pa.Table, name: str = "batch") -> pa.Table:
     con = _connection()
-    con.register("batch", batch)
+    con.register(name, batch)
     try:
         # DuckDB sizes its Arrow buffers for ``batch_size`` rows up front (default 1M rows:
         # ~120 MiB per query, whatever the batch); the batch's own length is what is needed.
         return con.execute(sql).to_arrow_table(batch_size=max(len(batch), 1))
     finally:
-        con.unregister("batch")
+        con.unregister(name)
+
+
+def _run_typed(sql: str, typed: pa.Table) -> pa.Table:
+    return _run_query(sql, typed, "typed")
+
+
+def _no_rules(n: int) -> pa.Array:
+    return pa.ListArray.from_arrays(pa.array(np.zeros(n + 1, np.int32)), pa.array([], pa.string()))
 
 
 class TopicRouter:
     """Routes batches of one topic; holds the compiled query and the landed schema."""
 
-    def __init__(self, contracts: TopicContracts, pii_key: bytes) -> None:
+    def __init__(self, contracts: TopicContracts, pii_key: bytes, fast: bool = True) -> None:
         self.contracts = contracts
         self.sql = routing_sql(contracts)
+        # The fast path (pipelines.contracts.fast): rows it lands skip the routing query.
+        # ``fast=False`` routes every row through the query (the tests compare both).
+        self.fast = fast_plan(contracts) if fast else None
+        self.fast_min_rows = FAST_MIN_ROWS
+        self.judged_schema = _run_query(self.sql, BATCH_SCHEMA.empty_table()).schema
         self.columns = contracts.landed_columns()
         self.schema = topic_schema([(c.name, c.arrow_type) for c in self.columns])
         self.pii_columns = [c.name for c in self.columns if c.personal_data]
@@ -303,7 +323,7 @@ class TopicRouter:
         )
         if keep is not None:
             batch = batch.filter(keep)
-        judged = _run_query(self.sql, batch.drop_columns(["_raw", "_key_bytes"]))
+        judged = self._judge(batch.drop_columns(["_raw", "_key_bytes"]))
         # Rule names quote the record (``no contract for <event_type> v1``) and are counted
         # into the batch's validation result: masked before anything reads them.
         judged = _mask_text_columns(judged, self.redactor, ["_rules", "_warnings"])
@@ -323,6 +343,33 @@ class TopicRouter:
             tombstone_partitions=tombstones,
             rows_per_contract=_value_counts(judged["_contract"]),
             failures=_rule_counts(judged) | _rule_counts(judged, "_warnings"),
+        )
+
+    def _judge(self, batch: pa.Table) -> pa.Table:
+        """The routing query's output for ``batch``, in its order: the rows the fast path
+        lands as it would have judged them, the query itself for the others."""
+        if self.fast is None or len(batch) < self.fast_min_rows:
+            return _run_query(self.sql, batch)
+        fast = fast_rows(self.fast, _one_array(batch["_v"]), _one_array(batch["_utf8"]), _run_typed)
+        landed = self._judged_fast(batch, fast)
+        if len(fast.positions) == len(batch):
+            return landed
+        rest = np.setdiff1d(np.arange(len(batch)), fast.positions, assume_unique=True)
+        slow = _run_query(self.sql, batch.take(pa.array(rest)))
+        if len(fast.positions) == 0:
+            return slow
+        order = pc.sort_indices(pa.array(np.concatenate([fast.positions, rest])))
+        return pa.concat_tables([landed, slow]).take(order)
+
+    def _judged_fast(self, batch: pa.Table, fast: FastRows) -> pa.Table:
+        """The fast path's rows as the routing query returns them (same columns and types)."""
+        at = pa.array(fast.positions)
+        columns = {name: batch[name].take(at) for name in LINEAGE}
+        columns |= {c.name: fast.typed[c.name] for c in self.columns}
+        columns |= {"_rules": _no_rules(len(at)), "_warnings": fast.judged["_warnings"]}
+        columns["_contract"] = fast.judged["_contract"]
+        return pa.table([columns[name] for name in self.judged_schema.names], names=self.judged_schema.names).cast(
+            self.judged_schema
         )
 
     def _landed(self, rows: pa.Table) -> pa.Table:

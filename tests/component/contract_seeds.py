@@ -3,22 +3,23 @@ stretch one field at a time (the table-driven rule tests, the strict-parsing tes
 
 from __future__ import annotations
 
-from datetime import UTC, datetime
 from functools import cache
 from typing import Any
 
 import orjson
 
 from pipelines.contracts import TopicContracts, load_contracts
-from pipelines.landing.router import RawRecords, Routed, TopicRouter
+from pipelines.landing.router import RawRecords, Routed
 from pipelines.simulator import Simulation, SimulationConfig
+from tests.routing_paths import route_both_ways
 
 
 def route(contracts: TopicContracts, values: list[bytes]) -> Routed:
-    """Route ``values`` as one batch of partition 0, offsets 0…n-1."""
+    """Route ``values`` as one batch of partition 0, offsets 0…n-1, by the fast path and by
+    the routing query alone, which must agree (tests.routing_paths)."""
     n = len(values)
     records = RawRecords.from_lists([0] * n, list(range(n)), [b"k"] * n, values, [0] * n)
-    return TopicRouter(contracts, b"k").route(records, 1, datetime.now(UTC))
+    return route_both_ways(contracts, records)
 
 
 def rules_by_offset(routed: Routed) -> dict[int, list[str]]:
