@@ -175,18 +175,16 @@ def _stop(followers: list[Follower], everyone: list[Follower]) -> None:
 
 def _assert_batch_ids_rise_per_partition(lake: Settings) -> None:
     """Within a partition, batch ids increase with offsets (staging's incremental filter rests on
-    it), and no batch id is used by two processes (one batch: one ingested_at)."""
-    rows = read_table(lake, "_batches", ["batch_id", "topic", "partition", "first_offset", "ingested_at"]).to_pylist()
+    it) and each batch has one row: no two processes landed a partition under one id. (One batch
+    id may have rows from two processes: a killed owner's partial batch, landed again by the
+    processes that took its partitions, each its own.)"""
+    rows = read_table(lake, "_batches", ["batch_id", "topic", "partition", "first_offset"]).to_pylist()
     by_partition: dict[tuple[str, int], list[tuple[int, int]]] = defaultdict(list)
-    when: dict[int, set] = defaultdict(set)
     for r in rows:
         by_partition[(r["topic"], r["partition"])].append((r["first_offset"], r["batch_id"]))
-        when[r["batch_id"]].add(r["ingested_at"])
     for key, spans in by_partition.items():
         ids = [b for _, b in sorted(spans)]
-        assert ids == sorted(set(ids)), f"{key}: batch ids do not rise with offsets: {ids[:10]}"
-    shared = [b for b, times in when.items() if len(times) > 1]
-    assert not shared, f"batch ids used by two batches: {shared[:5]}"
+        assert ids == sorted(set(ids)), f"{key}: batch ids do not rise with offsets, or repeat: {ids[:10]}"
 
 
 def test_processes_share_partitions_through_kills_and_scaling_exactly_once(shared, tmp_path):
