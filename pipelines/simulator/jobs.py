@@ -130,7 +130,7 @@ class JobPlanner:
             self._instances[scenario] += 1
         return _Job(self, posted_ms, scenario, instance).plan()
 
-    def plan_en_route(self, posted_ms: int, late: bool, horizon_ms: int, exclude: set[str]) -> JobPlan:
+    def plan_en_route(self, posted_ms: int, late: bool, horizon_ms: int, exclude: set[str]) -> JobPlan | None:
         """A job whose tradesperson (none of ``exclude``) sets off to the site after
         ``horizon_ms`` and is still driving when the stream ends: on time, or running late."""
         job = _Job(self, posted_ms, EN_ROUTE_LATE if late else EN_ROUTE_ON_TIME, 0, exclude)
@@ -205,10 +205,13 @@ class _Job:
                 self.billing(tradesperson, amount_cents, done)
         return self.finish()
 
-    def plan_en_route(self, late: bool, horizon_ms: int) -> JobPlan:
+    def plan_en_route(self, late: bool, horizon_ms: int) -> JobPlan | None:
+        """None when nobody could be hired (a small population's trade × region may have no free
+        tradesperson): the caller plants another job."""
         self.post()
         hired = self.bidding()
-        assert hired is not None, "a planted job always gets a bid"
+        if hired is None:
+            return None
         tradesperson, _, decided = hired
         self.drive_in(tradesperson, decided, late, horizon_ms)
         return self.finish()

@@ -243,7 +243,11 @@ class Simulation:
         busy: set[str] = set()
         for kind in EN_ROUTE:
             posted = max(after + MINUTE_MS, self._horizon - 2 * DAY_MS)
-            plan = self._planner.plan_en_route(posted, kind == EN_ROUTE_LATE, self._horizon, busy)
+            # a job nobody could be hired for is dropped (never committed) and another planted
+            plans = (self._planner.plan_en_route(posted, kind == EN_ROUTE_LATE, self._horizon, busy) for _ in range(50))
+            plan = next((p for p in plans if p is not None), None)
+            if plan is None:  # no free tradesperson left anywhere: the stream ends with fewer trucks en route
+                continue
             assert plan.en_route is not None
             appointment_id, tradesperson_id, late = plan.en_route
             busy.add(tradesperson_id)

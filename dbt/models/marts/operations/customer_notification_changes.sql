@@ -48,7 +48,12 @@ notified as (
         end as changed_at
 
     from jobs
-    left join trucks on jobs.job_id = trucks.job_id
+    -- the hired tradesperson's truck: another's latest ping may belong to the job too (a
+    -- reassigned visit), and one job is one notification
+    left join trucks
+        on
+            jobs.job_id = trucks.job_id
+            and jobs.tradesperson_id = trucks.tradesperson_id
 
 ),
 
