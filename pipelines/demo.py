@@ -75,6 +75,7 @@ def _run(settings: Settings, events: int, seed: int) -> None:
     print("  _batches/     one row per micro-batch and partition: offsets, counts, contract results")
     print("  _streams/     the Kafka topic ID each topic is read from (and its resets)")
     print("  _published/   every derived event tradelake publish sent back to Kafka (notifications, breaks, top 3)")
+    print("  _owners/      which landing process took and gave up each partition (consumer groups)")
     print(f"warehouse: {settings.home / WAREHOUSE_FILE}  the marts: schemas pricing, rankings, finance, audit, ops")
     print()
     print("next:")
