@@ -72,9 +72,15 @@ def check_reachable(client: AdminClient, settings: Settings, timeout: float = 8.
 
 def ensure_topics(settings: Settings) -> None:
     """Create the catalog topics that do not exist yet (producers' side, and the demo)."""
+    create_missing_topics(settings, {t.name: t.partitions for t in TOPICS})
+
+
+def create_missing_topics(settings: Settings, partitions: dict[str, int]) -> None:
+    """Create each topic that does not exist yet with its partition count (replication 1);
+    one another process created meanwhile is fine."""
     client = admin(settings)
     existing = check_reachable(client, settings)
-    missing = [NewTopic(t.name, t.partitions, 1) for t in TOPICS if t.name not in existing]
+    missing = [NewTopic(name, n, 1) for name, n in partitions.items() if name not in existing]
     for name, future in client.create_topics(missing).items() if missing else ():
         try:
             future.result()

@@ -48,7 +48,6 @@ from typing import Any
 import duckdb
 import pyarrow as pa
 from confluent_kafka import KafkaError, KafkaException, Producer, TopicPartition
-from confluent_kafka.admin import NewTopic
 
 from pipelines import kafka
 from pipelines.build import ensure_published_table
@@ -216,15 +215,7 @@ def transactional_id(settings: Settings) -> str:
 
 
 def ensure_topics(settings: Settings) -> None:
-    client = kafka.admin(settings)
-    existing = kafka.check_reachable(client, settings)
-    missing = [NewTopic(t, PARTITIONS, 1) for t in OUTBOUND_TOPICS if t not in existing]
-    for name, future in client.create_topics(missing).items() if missing else ():
-        try:
-            future.result()
-        except KafkaException as e:
-            if "TOPIC_ALREADY_EXISTS" not in str(e):
-                raise TradelakeError(f"cannot create topic {name}: {e.args[0].str()}") from None
+    kafka.create_missing_topics(settings, dict.fromkeys(OUTBOUND_TOPICS, PARTITIONS))
 
 
 def _row(topic: str, value: dict[str, Any], partition: int, offset: int, run_id: int, now: datetime) -> dict[str, Any]:
