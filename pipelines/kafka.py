@@ -101,10 +101,16 @@ def producer(settings: Settings, transactional_id: str | None = None) -> Produce
 # Fetch in large responses: with librdkafka's defaults (fetch.min.bytes=1) a backlog is served
 # as many small fetches, and the embedded broker spent ~5 µs of CPU per record answering them;
 # waiting for 1 MiB (or 100 ms) cut that by 3-4x and doubled the consume-only rate (see README).
+# When the prefetch queue is full, librdkafka postpones a partition's next fetch by
+# fetch.queue.backoff.ms (default 1000): a consumer that works between consume() calls, as
+# landing does, drained the queue and then waited up to a second for data. At 10 ms landing
+# went from ~20 to ~14 s on a 2M backlog; a plain consume loop never fills the queue and is
+# unchanged (docs/benchmarks.md, 2026-12-02).
 FETCH_TUNING = {
     "fetch.min.bytes": 1 << 20,
     "fetch.wait.max.ms": 100,
     "queued.max.messages.kbytes": 16384,
+    "fetch.queue.backoff.ms": 10,
 }
 
 

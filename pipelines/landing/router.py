@@ -8,7 +8,7 @@ the two output tables.
 from __future__ import annotations
 
 import threading
-from collections import Counter
+from collections import Counter, OrderedDict
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from datetime import datetime
@@ -203,9 +203,10 @@ def _rule_counts(judged: pa.Table, column: str = "_rules") -> dict[tuple[str | N
 
 ROUTING_SLICES = 2
 MIN_SLICE_ROWS = 5_000
-# Below this many rows a slice takes the routing query alone: the fast path's own query costs
-# ~5–10 ms to plan and start whatever its rows (DuckDB binds each of its expressions), and the
-# rows it does not land still need the routing query; measured break-even ~5–10k GPS rows.
+# Below this many rows a slice takes the routing query alone: the fast path (its parse, its own
+# query, then the routing query for the rows it does not land) was slower on small slices and
+# broke even at ~4,000 rows with prepared queries (docs/benchmarks.md); whole runs at 1,000
+# and 8,000 were within noise.
 FAST_MIN_ROWS = 8_000
 
 
@@ -228,26 +229,68 @@ def _slice_pool() -> ThreadPoolExecutor:
     return ThreadPoolExecutor(max_workers=ROUTING_SLICES, thread_name_prefix="tradelake-route")
 
 
-_local = threading.local()
+class _Slot:
+    """The input of a prepared query. DuckDB reads a registered object that exports
+    ``__arrow_c_stream__`` afresh at every execution (a stream is read once), so a statement
+    is prepared once and each run puts its own table here; a registered table would be read
+    as it was when the statement was prepared."""
+
+    def __init__(self, schema: pa.Schema) -> None:
+        self.empty = schema.empty_table()
+        self.table = self.empty
+
+    def __arrow_c_stream__(self, requested_schema: object = None) -> object:
+        return self.table.__arrow_c_stream__(requested_schema)
 
 
-def _connection() -> duckdb.DuckDBPyConnection:
-    """This thread's connection to the shared database (a connection serves one query at a time)."""
-    con = getattr(_local, "con", None)
-    if con is None:
-        con = _local.con = _database().cursor()
-    return con
+class _Prepared:
+    """A routing or fast-path query prepared on a connection of its own, over a ``_Slot``.
+
+    Parsing, binding and planning a routing query (hundreds of expressions) cost 7–15 ms
+    at every batch, whatever its rows; prepared, a run starts in 1–3 ms (docs/benchmarks.md).
+    """
+
+    def __init__(self, sql: str, name: str, schema: pa.Schema) -> None:
+        self.con = _database().cursor()
+        self.slot = _Slot(schema)
+        self.con.register(name, self.slot)
+        self.con.execute(f"PREPARE q AS {sql}")
+
+    def run(self, table: pa.Table) -> pa.Table:
+        self.slot.table = table
+        try:
+            # DuckDB sizes its Arrow buffers for ``batch_size`` rows up front (default 1M rows:
+            # ~120 MiB per query, whatever the batch); the batch's own length is what is needed.
+            return self.con.execute("EXECUTE q").to_arrow_table(batch_size=max(len(table), 1))
+        finally:
+            self.slot.table = self.slot.empty  # the batch is not kept alive by an idle statement
+
+
+# Idle prepared statements per query: as many of a query as ever ran at once (a thread's set
+# of every topic's statements held ~10 MiB), for the most recently used queries (a process
+# that builds routers for many contracts, as the tests do, does not keep them all).
+PREPARED_QUERIES = 64
+_idle: OrderedDict[tuple[str, str, pa.Schema], list[_Prepared]] = OrderedDict()
+_idle_lock = threading.Lock()
 
 
 def _run_query(sql: str, batch: pa.Table, name: str = "batch") -> pa.Table:
-    con = _connection()
-    con.register(name, batch)
+    """``sql`` over ``batch`` (named ``name`` in it), on an idle prepared statement of it."""
+    key = (sql, name, batch.schema)
+    with _idle_lock:
+        idle = _idle.get(key)
+        statement = idle.pop() if idle else None
+    if statement is None:
+        statement = _Prepared(sql, name, batch.schema)
     try:
-        # DuckDB sizes its Arrow buffers for ``batch_size`` rows up front (default 1M rows:
-        # ~120 MiB per query, whatever the batch); the batch's own length is what is needed.
-        return con.execute(sql).to_arrow_table(batch_size=max(len(batch), 1))
+        return statement.run(batch)
     finally:
-        con.unregister(name)
+        with _idle_lock:
+            _idle.setdefault(key, []).append(statement)
+            _idle.move_to_end(key)
+            while len(_idle) > PREPARED_QUERIES:
+                for old in _idle.popitem(last=False)[1]:
+                    old.con.close()
 
 
 def _run_typed(sql: str, typed: pa.Table) -> pa.Table:

@@ -11,7 +11,7 @@ import pytest
 
 from pipelines.contracts import load_contracts
 from pipelines.contracts.compile import routing_sql
-from pipelines.landing.router import _connection
+from pipelines.landing.router import _database
 
 CONTRACTS = load_contracts()
 
@@ -29,7 +29,7 @@ def test_routing_query_plan_has_no_join(topic):
             "_utf8": pa.array([], pa.bool_()),
         }
     )
-    con = _connection()
+    con = _database().cursor()
     con.register("batch", batch)
     try:
         plan = "\n".join(row[1] for row in con.execute("EXPLAIN " + routing_sql(CONTRACTS[topic])).fetchall())
