@@ -63,9 +63,9 @@ def test_a_router_routes_batches_in_turn_as_each_alone(fast: bool) -> None:
     def records(first: int, n: int) -> RawRecords:
         values = [
             (
-                '{"event_id":"%08d-0000-4000-8000-000000000000","event_type":"job.cancelled",'
+                f'{{"event_id":"{i:08d}-0000-4000-8000-000000000000","event_type":"job.cancelled",'
                 '"event_time":"2026-11-30T22:43:38.857Z","schema_version":1,"producer":"jobs-service/3.1.0",'
-                '"job_id":"job_%06d","customer_id":"cus_1","reason":null}' % (i, i)
+                f'"job_id":"job_{i:06d}","customer_id":"cus_1","reason":null}}'
             ).encode()
             if i % 7
             else b'{"event_type":"job.cancelled"}'  # quarantined: most fields missing
