@@ -41,7 +41,7 @@ from pipelines.contracts.compile import (
     _broken,
     _ident,
     _Scope,
-    register_functions,
+    check_connection,
     rule_list,
     split_rules,
     sql_str,
@@ -193,8 +193,7 @@ def typed_schema(plan: FastPlan) -> pa.Schema:
 def _runs(plan: FastPlan) -> bool:
     """Whether DuckDB binds the fast query: an ``unexpected_rows_query`` may name what only
     the routing query's relation has; such a topic keeps the routing query alone."""
-    with duckdb.connect() as con:
-        register_functions(con)
+    with check_connection() as con:
         con.register("typed", typed_schema(plan).empty_table())
         try:
             con.execute(plan.sql).fetchall()
