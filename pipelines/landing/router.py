@@ -202,7 +202,11 @@ def _rule_counts(judged: pa.Table, column: str = "_rules") -> dict[tuple[str | N
 
 
 ROUTING_SLICES = 2
-MIN_SLICE_ROWS = 5_000
+# A topic's share of a batch is sliced from twice this many rows. Landing routes two batches
+# and two topics at once: at 50k-record batches, slicing GPS's ~40k rows too cost ~1 s of
+# 14 on a 2M backlog (each slice pays the fixed costs again); at 200k-record batches slices
+# ran as fast as whole topics and peaked ~140 MiB lower (docs/benchmarks.md, 2026-12-02).
+MIN_SLICE_ROWS = 50_000
 # Below this many rows a slice takes the routing query alone: the fast path (its parse, its own
 # query, then the routing query for the rows it does not land) was slower on small slices and
 # broke even at ~4,000 rows with prepared queries (docs/benchmarks.md); whole runs at 1,000
@@ -321,7 +325,7 @@ class TopicRouter:
         self.redactor = _redactor(contracts, pii_key)
 
     def route(self, records: RawRecords, batch_id: int, ingested_at: datetime) -> Routed:
-        """Route one batch; a large one as parallel slices.
+        """Route one batch; a large one (MIN_SLICE_ROWS) as parallel slices.
 
         The routing query does not speed up with DuckDB's own threads here, but slices on
         separate connections run in parallel (DuckDB releases the GIL). The whole routing of

@@ -9,7 +9,7 @@ import pyarrow as pa
 
 import pipelines.landing.router as router_module
 from pipelines.contracts import load_contracts
-from pipelines.landing.router import MIN_SLICE_ROWS, RawRecords, TopicRouter
+from pipelines.landing.router import RawRecords, TopicRouter
 from pipelines.simulator import Simulation, SimulationConfig
 
 
@@ -26,7 +26,8 @@ def _gps_records() -> RawRecords:
 def test_sliced_routing_equals_single_query(monkeypatch):
     records = _gps_records()
     n = len(records)
-    assert n >= 2 * MIN_SLICE_ROWS, "enough records to be sliced"
+    monkeypatch.setattr(router_module, "MIN_SLICE_ROWS", 5_000)  # slices of a batch this size
+    assert n >= 2 * router_module.MIN_SLICE_ROWS, "enough records to be sliced"
     now = datetime.now(UTC)
     router = TopicRouter(load_contracts()["fleet.gps"], b"k")
     sliced = router.route(records, 1, now)
