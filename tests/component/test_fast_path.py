@@ -234,8 +234,10 @@ def test_a_small_batch_takes_the_routing_query_alone(queried):
     assert len(routed.landed) == n and queried == [n]
 
 
-def test_a_simulated_batch_with_malformed_records_routes_the_same_by_both_paths(queried):
-    """A batch as landing sees it: sliced, every malformed class of the simulator, 2% of them."""
+def test_a_simulated_batch_with_malformed_records_routes_the_same_by_both_paths(queried, monkeypatch):
+    """A batch as landing sees it, sliced as a large one is (MIN_SLICE_ROWS lowered to this
+    batch's size): every malformed class of the simulator, 2% of them."""
+    monkeypatch.setattr(router_module, "MIN_SLICE_ROWS", 5_000)
     sim = Simulation(SimulationConfig(events=40_000, seed=5, malformed_rate=0.02))
     values = [r.value for r in sim.records() if r.topic == "fleet.gps"]
     assert len(values) >= 2 * router_module.MIN_SLICE_ROWS
