@@ -183,7 +183,7 @@ def typed_columns(plan: FastPlan, parsed: pa.Table) -> pa.Table:
 
 def fast_rows(plan: FastPlan, text: pa.Array, utf8: pa.Array, run_query) -> FastRows:
     """Which rows of a batch (``text``, ``utf8`` as the routing query reads them) land by the
-    fast path; ``run_query(sql, table)`` runs the plan's query on this thread's connection."""
+    fast path; ``run_query(sql, table)`` runs the plan's query (a prepared statement of it)."""
     chosen = candidates(text, utf8, plan.misfit)
     parsed_at, parsed = parse(text if len(chosen) == len(text) else text.take(pa.array(chosen)), plan.schema)
     typed = typed_columns(plan, parsed)

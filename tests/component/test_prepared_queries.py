@@ -11,6 +11,7 @@ from __future__ import annotations
 from concurrent.futures import ThreadPoolExecutor
 from datetime import UTC, datetime
 
+import duckdb
 import pyarrow as pa
 import pytest
 
@@ -46,6 +47,14 @@ def test_an_idle_statement_keeps_no_batch() -> None:
     router_module._run_query(SQL, big)
     idle = router_module._idle[(SQL, "batch", big.schema)]
     assert idle and all(s.slot.table.num_rows == 0 for s in idle)
+
+
+def test_a_statement_that_failed_runs_again() -> None:
+    """A run that fails (here a cast) returns its statement to the pool; the next run of it works."""
+    sql = "SELECT CAST(v AS INTEGER) AS w FROM batch"
+    with pytest.raises(duckdb.ConversionException):
+        router_module._run_query(sql, pa.table({"v": ["x"]}))
+    assert router_module._run_query(sql, pa.table({"v": ["7"]}))["w"].to_pylist() == [7]
 
 
 def test_idle_statements_are_bounded() -> None:
