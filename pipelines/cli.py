@@ -109,6 +109,9 @@ def cmd_simulate(args: argparse.Namespace) -> int:
 
 
 def cmd_ingest(args: argparse.Namespace) -> int:
+    from pipelines.landing.process import prepare_landing_process
+
+    prepare_landing_process()  # before the landing modules load their libraries
     from pipelines.landing.ingest import ingest
     from pipelines.summary import format_ingest
 

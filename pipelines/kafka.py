@@ -105,11 +105,13 @@ def producer(settings: Settings, transactional_id: str | None = None) -> Produce
 # fetch.queue.backoff.ms (default 1000): a consumer that works between consume() calls, as
 # landing does, drained the queue and then waited up to a second for data. At 10 ms landing
 # went from ~20 to ~14 s on a 2M backlog; a plain consume loop never fills the queue and is
-# unchanged (docs/benchmarks.md, 2026-12-02).
+# unchanged (docs/benchmarks.md, 2026-12-02). A 4 MiB prefetch queue (librdkafka's default
+# is 64 MiB) still keeps landing fed: ~30 MiB lower peak than 16 MiB, CPU and wall within noise
+# (docs/benchmarks.md, 2026-12-03).
 FETCH_TUNING = {
     "fetch.min.bytes": 1 << 20,
     "fetch.wait.max.ms": 100,
-    "queued.max.messages.kbytes": 16384,
+    "queued.max.messages.kbytes": 4096,
     "fetch.queue.backoff.ms": 10,
 }
 

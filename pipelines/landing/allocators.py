@@ -47,11 +47,27 @@ DUCKDB_MALLCTL = "duckdb_je_mallctl"
 RELEASE_ABOVE_RSS_BYTES = 430 * 2**20
 MALLCTL_ARENAS_ALL = 4096  # jemalloc's index for "every arena"
 
+# delta-rs links a jemalloc of its own (tikv-jemallocator, symbols prefixed ``_rjem_``), which
+# reads this variable when it first allocates: with no decay, the pages of each commit's
+# buffers leave RSS when freed (~10-15 MiB lower peak, speed within noise).
+DELTA_JEMALLOC_CONF_VARIABLE = "_RJEM_MALLOC_CONF"
+DELTA_JEMALLOC_CONF = "dirty_decay_ms:0,muzzy_decay_ms:0"
+
 # glibc raises its mmap threshold (up to 32 MiB) each time a large mmapped block is freed, so
 # later large blocks (librdkafka fetch buffers, DuckDB's Arrow export) come from the heaps,
 # which fragment and seldom shrink. A fixed threshold keeps them mmapped, returned on free.
 M_MMAP_THRESHOLD = -3
 MMAP_THRESHOLD_BYTES = 256 * 1024
+
+
+def tune_delta_allocator() -> None:
+    """Give delta-rs's jemalloc no decay; a user's own ``_RJEM_MALLOC_CONF`` is kept.
+
+    Only before ``deltalake`` is imported: its allocator reads the variable once, at its
+    first allocation, so setting it later would only mislead whoever reads the environment.
+    """
+    if "deltalake" not in sys.modules:
+        os.environ.setdefault(DELTA_JEMALLOC_CONF_VARIABLE, DELTA_JEMALLOC_CONF)
 
 
 def tune_allocators() -> None:

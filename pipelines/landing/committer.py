@@ -271,19 +271,20 @@ class Committer(threading.Thread):
         now = datetime.now(UTC)
 
         def route_topic(topic: str) -> tuple[TopicBatch, pa.Table, PendingCommit | None]:
-            records = topics[topic]
+            records = topics.pop(topic)  # released once routed, not when the whole batch is
             routed = self.routers[topic].route(records, batch_id, now)
             batch = _topic_batch(topic, records, routed, self.contracts[topic])
             pending = self._write(topic, routed.landed, [batch]) if len(routed.landed) else None
             release_cached_memory()
             return batch, routed.quarantined, pending
 
+        order = list(topics)
         # The largest topic first, so the small ones fill the gaps it leaves.
         largest_first = sorted(topics, key=lambda t: -len(topics[t]))
         done = dict(zip(largest_first, _topic_pool().map(route_topic, largest_first), strict=True))
-        routed = RoutedBatch(batch_id, now, starts, {t: done[t][0] for t in topics})
-        routed.pending = [p for t in topics if (p := done[t][2]) is not None]
-        quarantined = [(done[t][0], done[t][1]) for t in topics if len(done[t][1])]
+        routed = RoutedBatch(batch_id, now, starts, {t: done[t][0] for t in order})
+        routed.pending = [p for t in order if (p := done[t][2]) is not None]
+        quarantined = [(done[t][0], done[t][1]) for t in order if len(done[t][1])]
         if quarantined:
             rows = pa.concat_tables([rows for _, rows in quarantined]).cast(QUARANTINE_SCHEMA)
             if pending := self._write(QUARANTINE_TABLE, rows, [b for b, _ in quarantined]):

@@ -47,6 +47,12 @@ def _landed_offsets(lake_url: str, topic: str) -> list[tuple[int, int]]:
     return sorted((r["_partition"], r["_offset"]) for r in rows if r["_topic"] == topic)
 
 
+def _mapped_files(pid: int) -> set[str]:
+    """The files process ``pid`` has mapped (its code and libraries)."""
+    with open(f"/proc/{pid}/maps") as f:
+        return {parts[5] for line in f if len(parts := line.split(maxsplit=5)) == 6 and parts[5].startswith("/")}
+
+
 def test_a_quiet_streams_burst_is_committed_within_the_flush_interval(lake):
     env = cli_env(lake)
     follow = subprocess.Popen(
@@ -81,6 +87,11 @@ def test_a_quiet_streams_burst_is_committed_within_the_flush_interval(lake):
         assert sum(hws.values()) == burst
         lags = {(s.topic, s.partition): s.lag for s in partition_status(lake) if s.topic == topic}
         assert lags and set(lags.values()) == {0}, f"status agrees: nothing left to land ({lags})"
+        # Having routed, quarantined and committed, the process has not loaded pandas (35-45 MiB
+        # of RSS landing does not use: ``pipelines.landing.process``).
+        mapped = _mapped_files(follow.pid)
+        assert any("/pyarrow/" in f for f in mapped) and any("/deltalake/" in f for f in mapped), "maps read"
+        assert not [f for f in mapped if "/pandas/" in f]
     finally:
         follow.send_signal(signal.SIGTERM)
         assert follow.wait(timeout=60) == 0, follow.stderr.read().decode()
