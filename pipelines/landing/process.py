@@ -1,6 +1,6 @@
 """What the landing process (``tradelake ingest``) sets up before its libraries load.
 
-Landing's peak RSS is bounded (SPEC: ≤ 512 MB at a 2M-record backlog), and two things would
+Landing's peak RSS is bounded (issues 11 and 16: ≤ 512 MB at a 2M-record backlog), and two things would
 otherwise take a share of it without doing any work:
 
 - **pandas.** Landing never uses it, but pyarrow imports it when it builds an array from a
