@@ -33,6 +33,7 @@ import json
 import re
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
+from functools import lru_cache
 from typing import Any
 
 import orjson
@@ -79,6 +80,12 @@ _NEXT_IN = {  # inside a value, the next byte that matters: per quote, and outsi
     None: re.compile(rb"[\"'\[\]{}]"),
 }
 _NOTHING = (b"", b"null", b"None")
+# What ``Redactor.text`` needs to find anything to mask: a NUL (UTF-16), a ``\\u`` escape, a
+# key's ``:`` or ``=``, an e-mail's ``@``, or eight digits apart only by a phone number's
+# separators (every PHONE shape has eight or more). A string of a parsed record with none of
+# them (most of a quarantined record's names and values) is kept without the scanner.
+_MAYBE_MASKED = re.compile(r"[\x00@:=]|\\u|(?:[0-9][ ()+.\-]*+){8}")
+_NAMES_CACHED = 64  # the longest key name whose verdict is cached (names are attacker-sized)
 _HASHED = "hmac:"
 
 
@@ -240,8 +247,9 @@ class Redactor:
         object.__setattr__(self, "_detect", f"{EMAIL}|{PHONE}|{scanned}")
 
     def is_personal(self, name: str) -> bool:
-        normal = _normal(name)
-        return any(stem in normal for stem in self._stems)
+        if len(name) > _NAMES_CACHED:
+            return _names_a_stem(self._stems, name)
+        return _cached_names_a_stem(self._stems, name)
 
     def _names_personal(self, text: bytes, start: int, stop: int) -> bool:
         """Whether the key ``text[start:stop]`` (a run of key characters) is named like a
@@ -292,6 +300,8 @@ class Redactor:
         return text if masked == plain else masked
 
     def _text_str(self, value: str) -> str:
+        if _MAYBE_MASKED.search(value) is None:
+            return value
         return self.text(value.encode()).decode(errors="replace")
 
     def _hash(self, value: Any) -> str:
@@ -376,6 +386,15 @@ class Redactor:
             one = self.text if pa.types.is_binary(values.type) else self._text_str
             found = pc.replace_with_mask(found, keyed, pa.array([one(v) for v in texts], values.type))
         return pc.replace_with_mask(values, hits, found)
+
+
+def _names_a_stem(stems: frozenset[str], name: str) -> bool:
+    normal = _normal(name)
+    return any(stem in normal for stem in stems)
+
+
+# Records repeat their key names: the verdict of each is kept (short names only, a few thousand).
+_cached_names_a_stem = lru_cache(maxsize=4096)(_names_a_stem)
 
 
 def _utf16(raw: bytes) -> str | None:

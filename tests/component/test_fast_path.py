@@ -16,6 +16,7 @@ from datetime import UTC, datetime
 from pathlib import Path
 
 import orjson
+import pyarrow as pa
 import pytest
 
 import pipelines.landing.fastpath as fastpath
@@ -139,6 +140,8 @@ ODD_VALUES = {
     "one brace": b"{",
     "null value": None,
     "not UTF-8": _gps(producer="ab").replace(b'"ab"', b'"a\xffb"'),
+    "raw NUL": _gps(producer="ab").replace(b'"ab"', b'"a\x00b"'),
+    "two objects, a newline between": _gps() + b"\n" + _gps(),
     "unknown version": _gps(schema_version=9),
     "event_type of another kind": _gps(event_type=1),
 }
@@ -158,6 +161,24 @@ def test_odd_values_route_the_same_by_both_paths_all_at_once():
     values = [v for odd in ODD_VALUES.values() for v in (odd, *_valid_values(GPS, "", 3))]
     routed = route_both_ways(CONTRACTS["fleet.gps"], _records(values))
     assert len(routed.landed) + len(routed.quarantined) == len(values)
+
+
+@pytest.mark.parametrize("line_break", [b"\n", b"\r", b"\x00"])
+@pytest.mark.parametrize("at", ["first", "middle", "last"])
+def test_a_value_holding_a_line_break_is_no_candidate(line_break, at):
+    """Each line of the parse must be one value: a value holding a line break is left out
+    wherever it holds it, in a slice of a batch too (offsets not starting at zero)."""
+    valid = _valid_values(GPS, "", 6)
+    odd = {
+        "first": line_break + valid[0],
+        "middle": valid[0][:10] + line_break + valid[0][10:],
+        "last": valid[0] + line_break,
+    }[at]
+    values = [*valid[:3], odd, *valid[3:], odd]
+    text = pa.array([v.decode() for v in values], pa.string())
+    utf8 = pa.array([True] * len(values))
+    assert fastpath.candidates(text, utf8, "").tolist() == [0, 1, 2, 4, 5, 6]
+    assert fastpath.candidates(text.slice(2), utf8.slice(2), "").tolist() == [0, 2, 3, 4]
 
 
 @pytest.mark.parametrize("second", [b"", b" ", b" null ", b"null"])
