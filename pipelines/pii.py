@@ -85,6 +85,7 @@ _NOTHING = (b"", b"null", b"None")
 # separators (every PHONE shape has eight or more). A string of a parsed record with none of
 # them (most of a quarantined record's names and values) is kept without the scanner.
 _MAYBE_MASKED = re.compile(r"[\x00@:=]|\\u|(?:[0-9][ ()+.\-]*+){8}")
+SCANNED_ONCE_FROM = 1000  # values in a column from which each distinct value is scanned once
 _NAMES_CACHED = 64  # the longest key name whose verdict is cached (names are attacker-sized)
 _HASHED = "hmac:"
 
@@ -372,9 +373,18 @@ class Redactor:
         One vectorized regex pass (RE2) finds the values with a personal-data key or shape
         (or an escape, or a NUL of UTF-16), and masks their shapes; only values with a key,
         an escape or a NUL are scanned one by one. A clean column costs one scan and no copy.
+        A long column is scanned by its distinct values: ids, producers and reasons repeat,
+        and dictionary-encoding a column costs a fraction of a regex pass over it.
         """
         if values.null_count == len(values):
             return values
+        if len(values) < SCANNED_ONCE_FROM:
+            return self._array(values)
+        encoded = pc.dictionary_encode(values)
+        masked = self._array(encoded.dictionary)
+        return values if masked is encoded.dictionary else masked.take(encoded.indices)
+
+    def _array(self, values: pa.Array) -> pa.Array:
         hits = pc.fill_null(pc.match_substring_regex(values, self._detect), False)
         if not pc.any(hits).as_py():
             return values
