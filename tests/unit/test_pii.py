@@ -178,18 +178,21 @@ def test_a_column_is_masked_where_needed_and_a_clean_one_is_not_copied():
     assert REDACTOR.array(keys).to_pylist() == [b"<email>", b"job_1", None]
 
 
+def _column(values: list[str | None], kind: pa.DataType) -> pa.Array:
+    return pa.array([v.encode() if v is not None and kind == pa.binary() else v for v in values], kind)
+
+
 @pytest.mark.parametrize("kind", [pa.string(), pa.binary()])
 def test_a_long_column_is_masked_as_its_values_are_one_by_one(kind):
     """From SCANNED_ONCE_FROM values a column is scanned by its distinct values: the result is
     the same as scanning every value, nulls and order kept; a clean one is still not copied."""
     values = ["tp_0001", None, "call 555-123-4567", '{"email": "x"}', "tp_0002", MAIL, "fine"]
-    long = (values * (pii.SCANNED_ONCE_FROM // len(values) + 1))[: pii.SCANNED_ONCE_FROM + 3]
-    column = pa.array([v if v is None or kind == pa.string() else v.encode() for v in long], kind)
+    column = _column((values * (pii.SCANNED_ONCE_FROM // len(values) + 1))[: pii.SCANNED_ONCE_FROM + 3], kind)
     one_by_one = [REDACTOR.array(column.slice(i, 1))[0].as_py() for i in range(len(column))]
     masked = REDACTOR.array(column)
     assert masked.type == kind and masked.to_pylist() == one_by_one
     assert MAIL not in str(masked.to_pylist()) and masked.null_count == column.null_count
-    clean = pa.array(["tp_0001", None, "fine"] * pii.SCANNED_ONCE_FROM, kind if kind == pa.string() else pa.string())
+    clean = _column(["tp_0001", None, "fine"] * pii.SCANNED_ONCE_FROM, kind)
     assert REDACTOR.array(clean) is clean
     assert (
         REDACTOR.array(column.slice(5, pii.SCANNED_ONCE_FROM)).to_pylist() == one_by_one[5 : 5 + pii.SCANNED_ONCE_FROM]
