@@ -29,6 +29,7 @@ import pyarrow.compute as pc
 import pyarrow.json as pj
 
 from pipelines.contracts.fast import FastPlan, typed_schema
+from pipelines.landing.views import only_valid
 
 SMALLEST_RANGE = 16  # lines refused without a row, in fewer: they take the routing query whole
 BLOCK_BYTES = 1 << 18  # the parse's block: a refused record costs re-reading at most this
@@ -65,11 +66,21 @@ def candidates(text: pa.Array, utf8: pa.Array, misfit: str) -> np.ndarray:
     return np.flatnonzero(pc.fill_null(ok, False).to_numpy(zero_copy_only=False))
 
 
-def _lines(text: pa.Array) -> tuple[pa.Buffer, np.ndarray]:
-    """The values as lines in one buffer, and the byte offset where each line starts (the
-    last entry: the end)."""
+def _lines(text: pa.Array, chosen: np.ndarray) -> tuple[pa.Buffer, np.ndarray]:
+    """The values at ``chosen`` (ascending positions) as lines in one buffer, and the byte
+    offset where each line starts (the last entry: the end).
+
+    The others are hidden as nulls (``views.only_valid``), which add no bytes to the join:
+    the values are copied once, into the lines, and not first by a ``take``.
+    """
+    if len(chosen) < len(text):
+        keep = np.zeros(len(text), np.bool_)
+        keep[chosen] = True
+        text = only_valid(text, keep)
     joined = pc.binary_join_element_wise(text, pa.scalar("\n"), pa.scalar(""))
     offsets = np.frombuffer(joined.buffers()[1], np.int32)[joined.offset : joined.offset + len(joined) + 1]
+    if len(chosen) < len(text):
+        offsets = np.append(offsets[chosen], offsets[-1])
     return joined.buffers()[2], offsets.astype(np.int64)
 
 
@@ -80,11 +91,11 @@ class _Lines:
     a block again, and a batch full of refusals would cost more than the routing query.
     """
 
-    def __init__(self, text: pa.Array, schema: pa.Schema) -> None:
-        self.data, self.offsets = _lines(text)
+    def __init__(self, text: pa.Array, chosen: np.ndarray, schema: pa.Schema) -> None:
+        self.data, self.offsets = _lines(text, chosen)
         self.schema = schema
         self.reads = 0
-        self.budget = MAX_READS + len(text) // 500
+        self.budget = MAX_READS + len(chosen) // 500
 
     def reader(self, start: int, stop: int) -> pj.JSONStreamingReader:
         """A reader of lines ``start``..``stop``."""
@@ -149,17 +160,18 @@ def _error_line(error: pa.ArrowInvalid, first: int, stop: int) -> int | None:
     return first + int(m[1]) if m and first + int(m[1]) < stop else None
 
 
-def parse(text: pa.Array, schema: pa.Schema) -> tuple[np.ndarray, pa.Table]:
-    """The values of ``text`` the strict parse takes: their positions (ascending) and rows.
+def parse(text: pa.Array, chosen: np.ndarray, schema: pa.Schema) -> tuple[np.ndarray, pa.Table]:
+    """The values of ``text`` at ``chosen`` (ascending) the strict parse takes: their
+    indices into ``chosen`` (ascending) and rows.
 
     One streaming read over the lines. Where it stops at a refused record, the blocks read
     so far are kept, and the lines before the refused one and after it are read again as
     ranges of their own (a refused line costs re-reading part of one block). Past the read
     budget, the lines not yet read are refused: they take the routing query.
     """
-    if len(text) == 0:
+    if len(chosen) == 0:
         return np.empty(0, np.int64), schema.empty_table()
-    parts = sorted(_Lines(text, schema).read(0, len(text)), key=lambda part: part[0])
+    parts = sorted(_Lines(text, chosen, schema).read(0, len(chosen)), key=lambda part: part[0])
     positions = np.concatenate([np.arange(s, s + t.num_rows) for s, t in parts] or [np.empty(0, np.int64)])
     return positions, pa.concat_tables([t for _, t in parts]) if parts else schema.empty_table()
 
@@ -185,7 +197,7 @@ def fast_rows(plan: FastPlan, text: pa.Array, utf8: pa.Array, run_query) -> Fast
     """Which rows of a batch (``text``, ``utf8`` as the routing query reads them) land by the
     fast path; ``run_query(sql, table)`` runs the plan's query (a prepared statement of it)."""
     chosen = candidates(text, utf8, plan.misfit)
-    parsed_at, parsed = parse(text if len(chosen) == len(text) else text.take(pa.array(chosen)), plan.schema)
+    parsed_at, parsed = parse(text, chosen, plan.schema)
     typed = typed_columns(plan, parsed)
     judged = run_query(plan.sql, typed)
     passed = judged["_pass"].to_numpy(zero_copy_only=False)

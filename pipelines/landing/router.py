@@ -33,6 +33,7 @@ from pipelines.lake.schemas import (
     topic_schema,
 )
 from pipelines.landing.fastpath import FastRows, fast_rows
+from pipelines.landing.views import only_valid
 from pipelines.pii import Redactor, hash_column
 
 
@@ -85,40 +86,42 @@ def _utf8_text(values: pa.Array) -> tuple[pa.Array, pa.Array]:
 
     Arrow validates UTF-8 when casting binary to string, all or nothing, and the cast shares
     the binary buffers: valid values are not copied. A failing cast is retried in chunks,
-    smaller and smaller, so a rare bad record sends a few dozen records, not the batch, down
-    the per-record path.
+    smaller and smaller, to find the few records that are not UTF-8 (a few dozen values are
+    decoded one by one); the text is then the same buffers with those records hidden as
+    NULL (``views.only_valid``), not a copy.
     """
     try:
         return values.cast(pa.string()), pa.repeat(True, len(values))
     except pa.ArrowInvalid:
         pass
-    texts: list[pa.Array] = []
-    flags: list[pa.Array] = []
-    _cast_text(values, texts, flags, chunk=4096)
-    return pa.concat_arrays(texts), pa.concat_arrays(flags)
+    utf8 = np.ones(len(values), np.bool_)
+    _find_invalid(values, 0, utf8, chunk=4096)
+    valid = utf8 & pc.is_valid(values).to_numpy(zero_copy_only=False)
+    return only_valid(values, valid, pa.string()), pa.array(utf8)
 
 
-def _cast_text(values: pa.Array, texts: list[pa.Array], flags: list[pa.Array], chunk: int) -> None:
+def _find_invalid(values: pa.Array, first: int, utf8: np.ndarray, chunk: int) -> None:
+    """Set ``utf8[first + i]`` false for each value ``i`` of ``values`` that is not UTF-8."""
     for start in range(0, len(values), chunk):
         part = values.slice(start, chunk)
         try:
-            texts.append(part.cast(pa.string()))
-            flags.append(pa.repeat(True, len(part)))
+            part.cast(pa.string())
         except pa.ArrowInvalid:
             if chunk > 64:
-                _cast_text(part, texts, flags, chunk // 8)
+                _find_invalid(part, first + start, utf8, chunk // 8)
                 continue
-            decoded = [_decode(v) for v in part.to_pylist()]
-            texts.append(pa.array([None if d is False else d for d in decoded], pa.string()))
-            flags.append(pa.array([d is not False for d in decoded]))
+            for i, v in enumerate(part.to_pylist()):
+                utf8[first + start + i] = _is_utf8(v)
 
 
-def _decode(value: bytes | None) -> str | bool | None:
-    """The text of ``value``; False when it is not UTF-8."""
+def _is_utf8(value: bytes | None) -> bool:
+    if value is None:
+        return True
     try:
-        return None if value is None else value.decode("utf-8")
+        value.decode("utf-8")
     except UnicodeDecodeError:
         return False
+    return True
 
 
 def _key_lineage(keys: pa.Array, text: pa.Array, utf8: pa.Array) -> tuple[pa.Array, pa.Array]:
@@ -370,43 +373,55 @@ class TopicRouter:
         )
         if keep is not None:
             batch = batch.filter(keep)
-        judged = self._judge(batch.drop_columns(["_raw", "_key_bytes"]))
+        judged, order = self._judge(batch.drop_columns(["_raw", "_key_bytes"]))
         # Rule names quote the record (``no contract for <event_type> v1``) and are counted
         # into the batch's validation result: masked before anything reads them.
         judged = _mask_text_columns(judged, self.redactor, ["_rules", "_warnings"])
-        if not judged["_offset"].equals(batch["_offset"]):  # raw values are matched by position
+
+        def in_batch_order(column: pa.ChunkedArray) -> pa.ChunkedArray:
+            return column if order is None else column.take(order)
+
+        if not in_batch_order(judged["_offset"]).equals(batch["_offset"]):  # raw values are matched by position
             raise TradelakeError(f"{self.contracts.topic}: the routing query returned rows out of order")
-        valid = pc.equal(pc.list_value_length(judged["_rules"]), 0)
+        valid = in_batch_order(pc.equal(pc.list_value_length(judged["_rules"]), 0))
         n = len(judged)
-        judged = judged.append_column("_key_bytes", batch["_key_bytes"])
         judged = judged.append_column(
             "_ingested_at", pa.repeat(pa.scalar(ingested_at, LINEAGE_TYPES["_ingested_at"]), n)
         )
         judged = judged.append_column("_batch_id", pa.repeat(pa.scalar(batch_id, pa.int64()), n))
         judged = judged.append_column(PARTITION_COLUMN, pa.repeat(pa.scalar(ingested_at.date(), PARTITION_FIELD[1]), n))
+        invalid = pc.invert(valid)
+
+        def rows(keep: pa.Array) -> pa.Table:
+            """The judged rows ``keep`` selects (in batch order), with their ``_key_bytes``: one
+            ``take`` puts them in batch order and selects them at once."""
+            chosen = judged.filter(keep) if order is None else judged.take(order.filter(keep))
+            return chosen.append_column("_key_bytes", batch["_key_bytes"].filter(keep))
+
         return Routed(
-            landed=self._landed(judged.filter(valid)),
-            quarantined=self._quarantined(judged.filter(pc.invert(valid)), batch["_raw"].filter(pc.invert(valid))),
+            landed=self._landed(rows(valid)),
+            quarantined=self._quarantined(rows(invalid), batch["_raw"].filter(invalid)),
             tombstone_partitions=tombstones,
             rows_per_contract=_value_counts(judged["_contract"]),
             failures=_rule_counts(judged) | _rule_counts(judged, "_warnings"),
         )
 
-    def _judge(self, batch: pa.Table) -> pa.Table:
-        """The routing query's output for ``batch``, in its order: the rows the fast path
-        lands as it would have judged them, the query itself for the others."""
+    def _judge(self, batch: pa.Table) -> tuple[pa.Table, pa.Array | None]:
+        """The routing query's output for ``batch``: the rows the fast path lands as it would
+        have judged them, the query itself for the others. The rows are in batch order, or
+        else the second value is the indices that put them in it (``take``): reordering is a
+        copy of every column, done once with the selection of landed and quarantined rows."""
         if self.fast is None or len(batch) < self.fast_min_rows:
-            return _run_query(self.sql, batch)
+            return _run_query(self.sql, batch), None
         fast = fast_rows(self.fast, _one_array(batch["_v"]), _one_array(batch["_utf8"]), _run_typed)
         landed = self._judged_fast(batch, fast)
         if len(fast.positions) == len(batch):
-            return landed
+            return landed, None
         rest = np.setdiff1d(np.arange(len(batch)), fast.positions, assume_unique=True)
         slow = _run_query(self.sql, batch.take(pa.array(rest)))
         if len(fast.positions) == 0:
-            return slow
-        order = pc.sort_indices(pa.array(np.concatenate([fast.positions, rest])))
-        return pa.concat_tables([landed, slow]).take(order)
+            return slow, None
+        return pa.concat_tables([landed, slow]), pc.sort_indices(pa.array(np.concatenate([fast.positions, rest])))
 
     def _judged_fast(self, batch: pa.Table, fast: FastRows) -> pa.Table:
         """The fast path's rows as the routing query returns them (same columns and types)."""

@@ -15,6 +15,7 @@ import json
 from datetime import UTC, datetime
 from pathlib import Path
 
+import numpy as np
 import orjson
 import pyarrow as pa
 import pytest
@@ -307,3 +308,20 @@ def test_rules_no_shipped_suite_uses_route_the_same_by_both_paths(tmp_path):
         ("slow ones are slow",),
     ]
     assert routed.failures[(contracts.contracts[0].name, "producer is a fleet tracker")] == 3
+
+
+@pytest.mark.parametrize("start", [0, 3])
+def test_the_parse_reads_the_chosen_values_alone_without_copying_them_first(start):
+    """The lines hold exactly the chosen values (the others hidden as nulls add no bytes),
+    for a slice of a batch too; their rows are the rows the parse gives those values alone."""
+    valid = _valid_values(GPS, "", 40)
+    text = pa.array([v.decode() for v in valid], pa.string()).slice(start)
+    chosen = fastpath.candidates(text, pa.array([True] * len(text)), "")[::3]
+    data, offsets = fastpath._lines(text, chosen)
+    assert data.to_pybytes()[: offsets[-1]] == b"".join(valid[start + i] + b"\n" for i in chosen)
+    assert offsets.tolist() == [sum(len(valid[start + j]) + 1 for j in chosen[:k]) for k in range(len(chosen) + 1)]
+    plan = _router().fast
+    at, parsed = fastpath.parse(text, chosen, plan.schema)
+    alone_at, alone = fastpath.parse(text.take(pa.array(chosen)), np.arange(len(chosen)), plan.schema)
+    assert at.tolist() == alone_at.tolist() == list(range(len(chosen)))
+    assert parsed.equals(alone)
