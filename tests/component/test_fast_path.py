@@ -325,3 +325,19 @@ def test_the_parse_reads_the_chosen_values_alone_without_copying_them_first(star
     alone_at, alone = fastpath.parse(text.take(pa.array(chosen)), np.arange(len(chosen)), plan.schema)
     assert at.tolist() == alone_at.tolist() == list(range(len(chosen)))
     assert parsed.equals(alone)
+
+
+@pytest.mark.parametrize("every", [1, 2, 7])
+def test_records_that_are_not_utf8_route_the_same_by_both_paths_in_a_slice(every):
+    """Records that are not UTF-8 are hidden as nulls over the batch's own buffers, and the
+    fast path hides the values it does not parse the same way: in a slice of a batch (offsets
+    not at zero), with few or all records bad and bad keys among them, both paths agree and
+    every bad record is quarantined as not UTF-8."""
+    valid = _valid_values(GPS, "", 3000)
+    values = [v.replace(b'"gps', b'"\xffgps', 1) if i % every == 0 else v for i, v in enumerate(valid)]
+    keys = [b"\xfe" if i % 5 == 0 else b"k" for i in range(len(values))]
+    records = _records(values, keys).slice(3, len(values))
+    routed = route_both_ways(CONTRACTS["fleet.gps"], records)
+    bad = sum(1 for i in range(3, len(values)) if i % every == 0)
+    assert (len(routed.landed), len(routed.quarantined)) == (len(values) - 3 - bad, bad)
+    assert all("value is UTF-8 text" in r for r in routed.quarantined["rules"].to_pylist())
